@@ -1,0 +1,139 @@
+/**
+ * Argument and error conventions shared by the four scripts, so they all
+ * answer bad input the same way: one line on stderr naming the script and what
+ * to do, exit 2 for usage errors and 1 for runtime errors, never a stack trace.
+ *
+ * @module
+ */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+export const DEFAULT_HOST = "127.0.0.1";
+export const DEFAULT_PORT = 9090;
+export const EXIT_RUNTIME_ERROR = 1;
+export const EXIT_USAGE_ERROR = 2;
+
+/** A bad command line; the message is shown with a pointer to `--help`. */
+export class UsageError extends Error {}
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/**
+ * Parses `args` strictly: unknown flags, missing values and stray positional
+ * arguments are usage errors.
+ */
+export function parseFlags<T extends Options>(
+  args: string[],
+  options: T,
+): ReturnType<typeof parseArgs<{ options: T; strict: true }>>["values"] {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false })
+      .values;
+  } catch (error) {
+    // node:util's messages are long and mention its own API; keep the first sentence.
+    const message = error instanceof Error ? error.message : String(error);
+    throw new UsageError(message.split(/\. |\n/)[0].replace(/\.$/, ""));
+  }
+}
+
+/** Parses a whole number in `[min, max]`, naming the flag when it is not one. */
+export function parseInteger(
+  flag: string,
+  value: string,
+  min: number,
+  max: number,
+): number {
+  const number = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(number) || number < min || number > max) {
+    throw new UsageError(
+      `Cannot parse ${flag} "${value}": must be a whole number from ${min} to ${max}`,
+    );
+  }
+  return number;
+}
+
+/** Parses a port: 1-65535, or 0 for "any free port" (what the tests use). */
+export function parsePort(value: string): number {
+  return parseInteger("--port", value, 0, 65535);
+}
+
+/** Accepts one of `choices` for `flag`. */
+export function parseChoice<T extends string>(
+  flag: string,
+  value: string,
+  choices: readonly T[],
+): T {
+  if (!(choices as readonly string[]).includes(value)) {
+    throw new UsageError(
+      `Cannot parse ${flag} "${value}": must be ${choices.join(" or ")}`,
+    );
+  }
+  return value as T;
+}
+
+/** `host:port`, with brackets around an IPv6 address. */
+export function formatAddress(addr: Deno.Addr): string {
+  if (addr.transport === "tcp" || addr.transport === "udp") {
+    const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+    return `${host}:${addr.port}`;
+  }
+  return addr.transport;
+}
+
+/**
+ * Turns an expected failure into the one line a user needs, or returns
+ * `undefined` for an unexpected one, which should not be swallowed.
+ */
+export function describeNetError(
+  script: string,
+  error: unknown,
+  action: string,
+): string | undefined {
+  if (error instanceof Deno.errors.NotCapable) {
+    return `${script}: no network permission: run it as deno run --allow-net ${script}`;
+  }
+  const reasons: [new (...args: never[]) => Error, string][] = [
+    [Deno.errors.AddrInUse, "address already in use"],
+    [Deno.errors.AddrNotAvailable, "address not available on this machine"],
+    [Deno.errors.ConnectionRefused, "connection refused"],
+    [Deno.errors.ConnectionReset, "connection reset"],
+    [Deno.errors.TimedOut, "timed out"],
+    [Deno.errors.NetworkUnreachable, "network unreachable"],
+    [Deno.errors.PermissionDenied, "permission denied (ports below 1024 need root)"],
+  ];
+  for (const [kind, reason] of reasons) {
+    if (error instanceof kind) return `${action}: ${reason}`;
+  }
+  // A host name that does not resolve surfaces as a plain Error from getaddrinfo.
+  if (error instanceof Error && /failed to lookup|Name or service/i.test(error.message)) {
+    return `${action}: unknown host`;
+  }
+  return undefined;
+}
+
+/** Prints `message` on stderr and exits with `code`. */
+export function fail(message: string, code: number = EXIT_RUNTIME_ERROR): never {
+  console.error(message);
+  Deno.exit(code);
+}
+
+/**
+ * Runs a script's `main`, turning usage errors and expected network errors
+ * into one line on stderr; anything else is a bug and keeps its stack trace.
+ */
+export async function runMain(
+  script: string,
+  main: () => Promise<number | void>,
+): Promise<void> {
+  try {
+    const code = await main();
+    Deno.exit(code ?? 0);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      fail(`${script}: ${error.message} (see --help)`, EXIT_USAGE_ERROR);
+    }
+    if (error instanceof Deno.errors.NotCapable) {
+      fail(describeNetError(script, error, "")!);
+    }
+    throw error;
+  }
+}
