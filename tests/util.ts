@@ -1,0 +1,165 @@
+/**
+ * Test helpers shared by every test file: reading lines from a socket or a
+ * child's output, and running the real scripts as processes.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+
+/** Spawning the scripts needs more than `--allow-net`; see the README's test command. */
+export const CAN_SPAWN = ["run", "read", "env"].every((name) =>
+  Deno.permissions.querySync({ name } as Deno.PermissionDescriptor).state === "granted"
+);
+/** Passed as `ignore` by tests that spawn processes, so `deno test --allow-net` still passes. */
+export const NEEDS_SPAWN = !CAN_SPAWN;
+
+/** The project's root folder (where the scripts are). */
+export const ROOT = fileURLToPath(new URL("../", import.meta.url));
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Encodes text, for writing to sockets in tests. */
+export function bytes(text: string): Uint8Array {
+  return encoder.encode(text);
+}
+
+/**
+ * Reads "\n"-terminated lines from any `read()`-able source, keeping what comes
+ * after a line for the next call. For tests only: it buffers without a bound.
+ */
+export class LineReader {
+  #source: { read(buffer: Uint8Array): Promise<number | null> };
+  #pending = new Uint8Array(0);
+  #buffer = new Uint8Array(64 * 1024);
+  #ended = false;
+
+  constructor(source: { read(buffer: Uint8Array): Promise<number | null> }) {
+    this.#source = source;
+  }
+
+  /** The next line without its "\n", or `null` at end of stream. */
+  async line(): Promise<string | null> {
+    while (true) {
+      const newline = this.#pending.indexOf(0x0a);
+      if (newline !== -1) {
+        const line = decoder.decode(this.#pending.subarray(0, newline));
+        this.#pending = this.#pending.slice(newline + 1);
+        return line;
+      }
+      if (this.#ended) return null;
+      const n = await this.#source.read(this.#buffer).catch((error) => {
+        if (error instanceof Deno.errors.ConnectionReset) return null;
+        throw error;
+      });
+      if (n === null) {
+        this.#ended = true;
+        continue;
+      }
+      const joined = new Uint8Array(this.#pending.length + n);
+      joined.set(this.#pending);
+      joined.set(this.#buffer.subarray(0, n), this.#pending.length);
+      this.#pending = joined;
+    }
+  }
+
+  /** Reads lines until one satisfies `match`; fails at end of stream. */
+  async until(match: (line: string) => boolean): Promise<string> {
+    while (true) {
+      const line = await this.line();
+      if (line === null) throw new Error("stream ended before the expected line");
+      if (match(line)) return line;
+    }
+  }
+
+  /** Reads lines until end of stream. */
+  async rest(): Promise<string[]> {
+    const lines: string[] = [];
+    for (let line = await this.line(); line !== null; line = await this.line()) {
+      lines.push(line);
+    }
+    return lines;
+  }
+
+  /** Bytes received after the last complete line (an unterminated tail). */
+  get tail(): string {
+    return decoder.decode(this.#pending);
+  }
+}
+
+/** A script running as a child process, with line readers on its output. */
+export interface Script {
+  child: Deno.ChildProcess;
+  stdin: WritableStreamDefaultWriter<Uint8Array>;
+  stdout: LineReader;
+  stderr: LineReader;
+}
+
+/**
+ * Runs `deno run --allow-net <script> ...args` from the project folder, with
+ * piped stdin, stdout and stderr.
+ */
+export function runScript(
+  script: string,
+  args: string[],
+  options: { permissions?: string[] } = {},
+): Script {
+  const permissions = options.permissions ?? ["--allow-net"];
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...permissions, script, ...args],
+    cwd: ROOT,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  return {
+    child,
+    stdin: child.stdin.getWriter(),
+    stdout: new LineReader(streamSource(child.stdout)),
+    stderr: new LineReader(streamSource(child.stderr)),
+  };
+}
+
+/** Adapts a byte stream to the `read(buffer)` contract of a `Deno.Conn`. */
+export function streamSource(
+  stream: ReadableStream<Uint8Array>,
+): { read(buffer: Uint8Array): Promise<number | null> } {
+  const reader = stream.getReader();
+  let leftover: Uint8Array = new Uint8Array(0);
+  return {
+    async read(buffer: Uint8Array): Promise<number | null> {
+      if (leftover.length === 0) {
+        const { value, done } = await reader.read();
+        if (done) return null;
+        leftover = value;
+      }
+      const n = Math.min(buffer.length, leftover.length);
+      buffer.set(leftover.subarray(0, n));
+      leftover = leftover.subarray(n);
+      return n;
+    },
+  };
+}
+
+/**
+ * Starts a server script on port 0 and returns it with the port it printed in
+ * its `listening on HOST:PORT (...)` line.
+ */
+export async function startScriptServer(
+  script: string,
+  args: string[] = [],
+): Promise<Script & { port: number }> {
+  const server = runScript(script, ["--port", "0", ...args]);
+  const line = await server.stdout.until((line) => line.startsWith("listening on "));
+  const port = Number(/:(\d+) \(/.exec(line)![1]);
+  return { ...server, port };
+}
+
+/** Closes a child's stdin (ignoring "already closed") and waits for it to exit. */
+export async function finish(script: Script): Promise<Deno.CommandStatus> {
+  await script.stdin.close().catch(() => {});
+  const status = await script.child.status;
+  await Promise.all([script.stdout.rest(), script.stderr.rest()]);
+  return status;
+}
