@@ -281,3 +281,56 @@ export async function writeAll(
     written += await writer.write(bytes.subarray(written));
   }
 }
+
+/**
+ * Reads what a user types (or pipes) and yields it as messages of at most
+ * `limit` bytes: one per line, a long line cut into several at character
+ * boundaries as soon as enough of it has arrived, so memory stays bounded
+ * however long the line. A last line without "\n" is sent too: it is what the
+ * user typed before end of input.
+ */
+export async function* readInputMessages(
+  reader: Reader,
+  limit: number = MAX_MESSAGE_BYTES,
+): AsyncGenerator<Uint8Array> {
+  const buffer = new Uint8Array(READ_BUFFER_SIZE);
+  let carry = new Uint8Array(0);
+  while (true) {
+    const n = await reader.read(buffer);
+    if (n === null) break;
+    let data = buffer.subarray(0, n);
+    if (carry.length > 0) {
+      const joined = new Uint8Array(carry.length + n);
+      joined.set(carry);
+      joined.set(data, carry.length);
+      data = joined;
+    }
+    let start = 0;
+    for (
+      let newline = data.indexOf(NEWLINE);
+      newline !== -1;
+      newline = data.indexOf(NEWLINE, start)
+    ) {
+      yield* copies(splitMessage(stripCarriageReturn(data.subarray(start, newline)), limit));
+      start = newline + 1;
+    }
+    let tail = data.subarray(start);
+    while (tail.length > limit) {
+      const cut = utf8CutPoint(tail, limit);
+      yield tail.slice(0, cut);
+      tail = tail.subarray(cut);
+    }
+    carry = tail.slice();
+  }
+  if (carry.length > 0) yield stripCarriageReturn(carry);
+}
+
+function stripCarriageReturn(line: Uint8Array): Uint8Array {
+  return line.length > 0 && line[line.length - 1] === CARRIAGE_RETURN
+    ? line.subarray(0, line.length - 1)
+    : line;
+}
+
+function* copies(pieces: Uint8Array[]): Generator<Uint8Array> {
+  for (const piece of pieces) yield piece.slice();
+}

@@ -18,13 +18,25 @@ export const SERVER_NAME = "server";
 // anything or pass for another one.
 const NAME_PATTERN = /^[\p{L}\p{Nd}_-]+$/u;
 
+// Default names are user<id>; the pattern is kept for them, so a newcomer's
+// default name can never have been taken by somebody's /nick.
+const DEFAULT_NAME_PATTERN = /^user\d+$/;
+
+/** The name a client has until it picks one. */
+export function defaultName(id: number): string {
+  return `user${id}`;
+}
+
 /** Why `name` cannot be a name, or `undefined` when it can. */
 export function nameError(name: string): string | undefined {
   const chars = [...name].length;
   if (chars < 1 || chars > MAX_NAME_CHARS || !NAME_PATTERN.test(name)) {
     return `ERR invalid name: use 1-${MAX_NAME_CHARS} letters, digits, _ or -`;
   }
-  if (nameKey(name) === nameKey(SERVER_NAME)) return `ERR name reserved: ${name}`;
+  const key = nameKey(name);
+  if (key === nameKey(SERVER_NAME) || DEFAULT_NAME_PATTERN.test(key)) {
+    return `ERR name reserved: ${name}`;
+  }
   return undefined;
 }
 

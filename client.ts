@@ -1,0 +1,185 @@
+#!/usr/bin/env -S deno run --allow-net
+/**
+ * netchat TCP client: talks to a netchat server, or any line-based TCP
+ * service, in both directions at once.
+ *
+ * Lines from stdin go to the server (a long line as several messages of at
+ * most 255 bytes); lines from the server are printed as they arrive, with
+ * control characters removed so no server can drive the terminal. At the end
+ * of stdin, or on /quit, the client half-closes (sends its FIN) and prints
+ * what the server still sends until the server closes too, like `nc -N`.
+ *
+ *   deno run --allow-net client.ts --name alice
+ *   printf 'hi\n' | deno run --allow-net client.ts --port 9091
+ *
+ * @module
+ */
+import {
+  LINE_TOO_LONG,
+  LineFramer,
+  MAX_INCOMING_LINE_BYTES,
+  READ_BUFFER_SIZE,
+  readInputMessages,
+  toDisplayText,
+  writeAll,
+} from "./line_buffer.ts";
+import {
+  DEFAULT_HOST,
+  DEFAULT_PORT,
+  describeNetError,
+  EXIT_RUNTIME_ERROR,
+  formatAddress,
+  parseFlags,
+  parsePort,
+  runMain,
+  UsageError,
+} from "./cli.ts";
+import { nameError } from "./protocol.ts";
+
+const USAGE = `Usage: deno run --allow-net client.ts [options]
+
+Connects to a netchat server (or any line-based TCP service): lines you type
+are sent, lines from the server are printed. /quit or end of input closes
+the connection (after the server's last lines have been printed).
+
+Options:
+  --host HOST    server address (default ${DEFAULT_HOST})
+  --port PORT    server port (default ${DEFAULT_PORT})
+  --name NAME    take this name on connecting (sends /nick NAME)
+  --help         show this help`;
+
+const encoder = new TextEncoder();
+const NEWLINE = new Uint8Array([0x0a]);
+const QUIT = "/quit";
+
+/** Where the client writes; tests pass their own. */
+export interface ClientIo {
+  input: { read(buffer: Uint8Array): Promise<number | null> };
+  /** Lines from the server, already made safe to print. */
+  print(line: string): void | Promise<void>;
+  /** Status lines: connected, closed, problems. */
+  status(line: string): void;
+}
+
+/**
+ * Runs one session over an open connection; resolves with the exit code once
+ * the server has closed.
+ */
+export async function runClient(
+  conn: Deno.TcpConn,
+  io: ClientIo,
+  name?: string,
+): Promise<number> {
+  conn.setNoDelay(true);
+  let weClosed = false;
+
+  async function fromServer(): Promise<"eof" | "reset"> {
+    const framer = new LineFramer(MAX_INCOMING_LINE_BYTES);
+    const buffer = new Uint8Array(READ_BUFFER_SIZE);
+    while (true) {
+      let n: number | null;
+      try {
+        n = await conn.read(buffer);
+      } catch (error) {
+        if (error instanceof Deno.errors.ConnectionReset) return "reset";
+        throw error;
+      }
+      // The server's FIN: it will send nothing more.
+      if (n === null) return "eof";
+      for (const frame of framer.push(buffer.subarray(0, n))) {
+        if (frame === LINE_TOO_LONG) {
+          io.status(
+            `client.ts: dropped a line over ${MAX_INCOMING_LINE_BYTES} bytes from the server`,
+          );
+        } else {
+          await io.print(toDisplayText(frame));
+        }
+      }
+    }
+  }
+
+  async function toServer(): Promise<void> {
+    try {
+      if (name !== undefined) await writeAll(conn, encoder.encode(`/nick ${name}\n`));
+      for await (const message of readInputMessages(io.input)) {
+        await writeAll(conn, joinLine(message));
+        if (new TextDecoder().decode(message) === QUIT) break;
+      }
+      // Close, step 1: our FIN. Half-close, so the server's last lines still arrive.
+      weClosed = true;
+      await conn.closeWrite();
+    } catch (error) {
+      // The server went away while we were sending: fromServer() reports how.
+      if (
+        !(error instanceof Deno.errors.BrokenPipe || error instanceof Deno.errors.ConnectionReset ||
+          error instanceof Deno.errors.NotConnected)
+      ) {
+        throw error;
+      }
+    }
+  }
+
+  const sending = toServer();
+  const ending = await fromServer();
+  if (ending === "reset") {
+    io.status("connection reset by server");
+    return EXIT_RUNTIME_ERROR;
+  }
+  if (!weClosed) {
+    io.status("connection closed by server");
+  } else {
+    await sending;
+  }
+  return 0;
+}
+
+function joinLine(message: Uint8Array): Uint8Array {
+  const line = new Uint8Array(message.length + 1);
+  line.set(message);
+  line.set(NEWLINE, message.length);
+  return line;
+}
+
+export async function main(args: string[]): Promise<number> {
+  const flags = parseFlags(args, {
+    host: { type: "string", default: DEFAULT_HOST },
+    port: { type: "string", default: String(DEFAULT_PORT) },
+    name: { type: "string" },
+    help: { type: "boolean", default: false },
+  });
+  if (flags.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const port = parsePort(flags.port);
+  if (flags.name !== undefined && nameError(flags.name) !== undefined) {
+    throw new UsageError(`Cannot use --name "${flags.name}": ${nameError(flags.name)!.slice(4)}`);
+  }
+
+  let conn: Deno.TcpConn;
+  try {
+    // Handshake: connect() returns once SYN, SYN-ACK, ACK have completed.
+    conn = await Deno.connect({ hostname: flags.host, port, transport: "tcp" });
+  } catch (error) {
+    const message = describeNetError(
+      "client.ts",
+      error,
+      `client.ts: cannot connect to ${flags.host}:${port}`,
+    );
+    if (message === undefined) throw error;
+    console.error(message);
+    return EXIT_RUNTIME_ERROR;
+  }
+  console.error(
+    `connected to ${formatAddress(conn.remoteAddr)} from ${formatAddress(conn.localAddr)}`,
+  );
+
+  const stdout = Deno.stdout;
+  return await runClient(conn, {
+    input: Deno.stdin,
+    print: (line) => writeAll(stdout, encoder.encode(line + "\n")),
+    status: (line) => console.error(line),
+  }, flags.name);
+}
+
+if (import.meta.main) runMain("client.ts", () => main(Deno.args));

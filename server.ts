@@ -1,0 +1,613 @@
+#!/usr/bin/env -S deno run --allow-net
+/**
+ * netchat TCP server: a chat room (the default) or an echo service.
+ *
+ * The C tutorial it grew from served one client on 127.0.0.1:9090 and traded
+ * 256-byte buffers with it until one side quit. This one serves many clients
+ * at once, keeps a registry of them (like Redis's CLIENT LIST), and makes each
+ * step of TCP's life cycle visible with --trace.
+ *
+ *   deno run --allow-net server.ts                  chat room on 127.0.0.1:9090
+ *   deno run --allow-net server.ts --mode echo      echo every line back
+ *
+ * @module
+ */
+import {
+  decodeUtf8,
+  encodeLine,
+  Frame,
+  isValidUtf8,
+  LINE_TOO_LONG,
+  LineFramer,
+  READ_BUFFER_SIZE,
+  readInputMessages,
+  sanitize,
+  writeAll,
+} from "./line_buffer.ts";
+import {
+  DEFAULT_HOST,
+  DEFAULT_PORT,
+  describeNetError,
+  EXIT_RUNTIME_ERROR,
+  formatAddress,
+  parseChoice,
+  parseFlags,
+  parseInteger,
+  parsePort,
+  runMain,
+} from "./cli.ts";
+import {
+  defaultName,
+  listLine,
+  nameError,
+  nameKey,
+  parseCommand,
+  say,
+  SERVER_NAME,
+} from "./protocol.ts";
+
+const USAGE = `Usage: deno run --allow-net server.ts [options]
+
+A TCP chat room (every line goes to every other client as "<name> text")
+or echo service (every line comes back to its sender).
+
+Options:
+  --host HOST          address to listen on (default ${DEFAULT_HOST}: this machine only)
+  --port PORT          port to listen on, 0 for any free port (default ${DEFAULT_PORT})
+  --mode chat|echo     chat room or echo service (default chat)
+  --max-clients N      clients at once; the next one gets "ERR server full" (default 1000)
+  --idle-timeout S     close a client that sends nothing for S seconds, 0 = never (default 0)
+  --max-queue BYTES    output queued for one client before it is dropped as too slow
+                       (default 1048576)
+  --trace              print each connection's TCP life cycle (handshake, FINs, close)
+  --help               show this help
+
+Lines typed here go to every client as "<server> text". Console commands:
+  /list   show the clients     /kick ID   disconnect one     /quit   shut down`;
+
+export const DEFAULT_MAX_CLIENTS = 1000;
+export const DEFAULT_MAX_QUEUE_BYTES = 1024 * 1024;
+/** How long a closing connection may take to send its FIN before it is closed anyway. */
+export const CLOSE_GRACE_MS = 2000;
+// Reads start small so an idle connection costs little memory, and grow to
+// READ_BUFFER_SIZE for a client that sends a lot.
+const INITIAL_READ_BYTES = 1024;
+// A client whose own queue is this full is not read from until it drains:
+// backpressure, so an echo client that never reads cannot grow our memory.
+const PAUSE_READING_BYTES = 64 * 1024;
+// Queued messages are joined into writes of at most this size.
+const MAX_WRITE_BYTES = 64 * 1024;
+
+export type Mode = "chat" | "echo";
+
+export interface ServerOptions {
+  host?: string;
+  port?: number;
+  mode?: Mode;
+  maxClients?: number;
+  /** 0 means never. */
+  idleTimeoutMs?: number;
+  maxQueueBytes?: number;
+  trace?: boolean;
+  /** Where log lines go (default: stdout). */
+  log?: (line: string) => void;
+}
+
+/** Why a connection ended, as logged and announced. */
+type Cause = string;
+
+interface Client {
+  id: number;
+  name: string;
+  conn: Deno.TcpConn;
+  address: string;
+  connectedAt: number;
+  lastHeardAt: number;
+  /** open: in the room. leaving: out of the room, flushing and closing. closed: released. */
+  state: "open" | "leaving" | "closed";
+  queue: Uint8Array[];
+  queuedBytes: number;
+  writing: boolean;
+  finReceived: boolean;
+  finSent: boolean;
+  graceTimer?: ReturnType<typeof setTimeout>;
+  drained?: PromiseWithResolvers<void>;
+}
+
+export interface Server {
+  addr: Deno.NetAddr;
+  /** Runs a console command or relays a console line, as if typed at the server. */
+  console(line: string): void;
+  /** Stops accepting, tells clients, waits up to 2 s for their FINs, closes the rest. */
+  shutdown(): Promise<void>;
+  /** Resolves when the server has shut down. */
+  finished: Promise<void>;
+  /** Clients in the room (open connections that have not left). */
+  readonly clientCount: number;
+  /** Connections not yet fully closed, in the room or not. */
+  readonly connectionCount: number;
+}
+
+/** Starts a server; resolves once it is listening. */
+export function startServer(options: ServerOptions = {}): Server {
+  const mode = options.mode ?? "chat";
+  const maxClients = options.maxClients ?? DEFAULT_MAX_CLIENTS;
+  const maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
+  const idleTimeoutMs = options.idleTimeoutMs ?? 0;
+  const log = options.log ?? ((line: string) => console.log(line));
+  const trace = options.trace
+    ? (client: Client, step: string) => log(`trace ${client.address} ${step}`)
+    : () => {};
+
+  // The backlog of the C original (5) is not settable in Deno; the kernel's default applies.
+  const listener = Deno.listen({
+    hostname: options.host ?? DEFAULT_HOST,
+    port: options.port ?? DEFAULT_PORT,
+    transport: "tcp",
+  });
+  const addr = listener.addr;
+  /** The room: every client that is open, by id. */
+  const registry = new Map<number, Client>();
+  /** Every connection not yet closed, including those leaving. */
+  const connections = new Set<Client>();
+  let nextId = 1;
+  let shuttingDown = false;
+  const finished = Promise.withResolvers<void>();
+
+  // ---- output: a bounded queue per client, flushed by one writer at a time
+
+  function send(client: Client, bytes: Uint8Array): void {
+    if (client.state === "closed") return;
+    if (client.queuedBytes + bytes.length > maxQueueBytes) {
+      log(
+        `dropping ${client.address} id=${client.id}: output queue over ${maxQueueBytes} bytes (not reading)`,
+      );
+      leave(client, "slow consumer");
+      release(client);
+      return;
+    }
+    client.queue.push(bytes);
+    client.queuedBytes += bytes.length;
+    // Start the writer after the current read is processed, so all the lines
+    // from one read go out in one write.
+    if (!client.writing) {
+      client.writing = true;
+      queueMicrotask(() => flush(client));
+    }
+  }
+
+  function sendLine(client: Client, text: string): void {
+    send(client, encodeLine(text));
+  }
+
+  function takeBatch(client: Client): Uint8Array {
+    if (client.queue.length === 1 || client.queue[0].length >= MAX_WRITE_BYTES) {
+      return client.queue.shift()!;
+    }
+    let size = 0;
+    let count = 0;
+    while (count < client.queue.length && size + client.queue[count].length <= MAX_WRITE_BYTES) {
+      size += client.queue[count++].length;
+    }
+    const batch = new Uint8Array(size);
+    let offset = 0;
+    for (const piece of client.queue.splice(0, count)) {
+      batch.set(piece, offset);
+      offset += piece.length;
+    }
+    return batch;
+  }
+
+  async function flush(client: Client): Promise<void> {
+    try {
+      while (client.queue.length > 0 && client.state !== "closed") {
+        const batch = takeBatch(client);
+        await writeAll(client.conn, batch);
+        client.queuedBytes -= batch.length;
+      }
+      if (client.state === "leaving" && !client.finSent) {
+        // Close, step 1 (or 3): our FIN. Half-close: we can still read theirs.
+        await client.conn.closeWrite();
+        client.finSent = true;
+        trace(client, "FIN sent (closeWrite: no more data from the server)");
+      }
+    } catch (error) {
+      if (client.state !== "closed") {
+        leave(client, isReset(error) ? "reset" : `write error: ${errorText(error)}`);
+        release(client);
+      }
+    } finally {
+      client.writing = false;
+      if (client.queue.length === 0) client.drained?.resolve();
+      releaseIfDone(client);
+    }
+  }
+
+  function waitDrained(client: Client): Promise<void> {
+    client.drained ??= Promise.withResolvers<void>();
+    return client.drained.promise.then(() => {
+      client.drained = undefined;
+    });
+  }
+
+  // ---- the room
+
+  function broadcast(text: string, except?: Client): void {
+    const bytes = encodeLine(text);
+    for (const client of registry.values()) {
+      if (client !== except) send(client, bytes);
+    }
+  }
+
+  function clientByName(name: string): Client | undefined {
+    const key = nameKey(name);
+    for (const client of registry.values()) {
+      if (nameKey(client.name) === key) return client;
+    }
+    return undefined;
+  }
+
+  /**
+   * The one place a client leaves the room: it is taken out of the registry,
+   * the others are told, and its connection starts closing (flush, FIN, wait
+   * for the peer's FIN at most CLOSE_GRACE_MS).
+   */
+  function leave(client: Client, cause: Cause, notice?: string): void {
+    if (client.state !== "open") return;
+    client.state = "leaving";
+    if (registry.delete(client.id)) {
+      log(`closed ${client.address} id=${client.id} ${client.name} (${cause})`);
+      if (mode === "chat") broadcast(say.left(client.name, cause));
+    } else {
+      log(`closed ${client.address} (${cause})`);
+    }
+    if (notice !== undefined && mode === "chat") sendLine(client, notice);
+    client.graceTimer = setTimeout(() => release(client), CLOSE_GRACE_MS);
+    if (!client.writing) {
+      client.writing = true;
+      queueMicrotask(() => flush(client));
+    }
+  }
+
+  /** Closes the socket for good. After a clean close both FINs have been exchanged. */
+  function release(client: Client): void {
+    if (client.state === "closed") return;
+    client.state = "closed";
+    clearTimeout(client.graceTimer);
+    client.queue = [];
+    client.queuedBytes = 0;
+    connections.delete(client);
+    try {
+      client.conn.close();
+    } catch {
+      // Already closed by the runtime after an error: nothing left to free.
+    }
+    trace(client, "closed (socket released)");
+    client.drained?.resolve();
+    if (shuttingDown && connections.size === 0) finished.resolve();
+  }
+
+  function releaseIfDone(client: Client): void {
+    if (client.state === "leaving" && client.finSent && client.finReceived) release(client);
+  }
+
+  // ---- input
+
+  function handleChatLine(client: Client, line: Uint8Array): void {
+    const text = sanitize(decodeUtf8(line));
+    const command = parseCommand(text);
+    if (command === undefined) {
+      const relay = say.relay(client.name, text);
+      log(relay);
+      broadcast(relay, client);
+      return;
+    }
+    switch (command.name) {
+      case "/nick":
+        return rename(client, command.argument);
+      case "/list":
+        return listClients((line) => sendLine(client, line));
+      case "/quit":
+        return leave(client, "quit", say.bye);
+      case "/help":
+        for (const line of say.help) sendLine(client, line);
+        return;
+      default:
+        sendLine(client, say.unknownCommand(command.name));
+    }
+  }
+
+  function rename(client: Client, name: string): void {
+    if (name === "") return sendLine(client, say.nickUsage);
+    const error = nameError(name);
+    if (error !== undefined) return sendLine(client, error);
+    const holder = clientByName(name);
+    if (holder !== undefined && holder !== client) return sendLine(client, say.nameTaken(name));
+    const old = client.name;
+    client.name = name;
+    log(`renamed ${client.address} id=${client.id} ${old} -> ${name}`);
+    broadcast(say.renamed(old, name));
+  }
+
+  function listClients(output: (line: string) => void): void {
+    const now = Date.now();
+    for (const client of registry.values()) {
+      output(listLine({ ...client, lastHeardAt: client.lastHeardAt }, now));
+    }
+    output(say.count(registry.size, "client"));
+  }
+
+  /** Handles the frames of one read. */
+  function handleFrames(client: Client, frames: Frame[]): void {
+    if (mode === "echo") return echoFrames(client, frames);
+    for (const frame of frames) {
+      if (client.state !== "open") return;
+      const error = frameError(frame);
+      if (error !== undefined) send(client, error);
+      else handleChatLine(client, frame as Uint8Array);
+    }
+  }
+
+  // Echo: the valid lines of one read, and an error line in place of each bad
+  // one, are copied into one buffer: one allocation and one write per read.
+  function echoFrames(client: Client, frames: Frame[]): void {
+    const pieces: Uint8Array[] = [];
+    for (const frame of frames) {
+      const error = frameError(frame);
+      if (error !== undefined) pieces.push(error);
+      else pieces.push(frame as Uint8Array, NEWLINE_BYTES);
+    }
+    let size = 0;
+    for (const piece of pieces) size += piece.length;
+    const echo = new Uint8Array(size);
+    let offset = 0;
+    for (const piece of pieces) {
+      echo.set(piece, offset);
+      offset += piece.length;
+    }
+    send(client, echo);
+  }
+
+  async function readFrom(client: Client): Promise<void> {
+    const framer = new LineFramer();
+    let buffer = new Uint8Array(INITIAL_READ_BYTES);
+    let cause: Cause = "eof";
+    try {
+      while (true) {
+        if (client.queuedBytes >= PAUSE_READING_BYTES) await waitDrained(client);
+        if (client.state === "closed") return;
+        const n = await client.conn.read(buffer);
+        if (n === null) {
+          // Close: the peer's FIN arrived; the kernel has already ACKed it.
+          client.finReceived = true;
+          trace(client, "FIN received (read returned EOF: the client sends no more)");
+          break;
+        }
+        // After /quit, a kick or shutdown, input is read only to find the FIN.
+        if (client.state !== "open") continue;
+        client.lastHeardAt = Date.now();
+        handleFrames(client, framer.push(buffer.subarray(0, n)));
+        if (n === buffer.length && buffer.length < READ_BUFFER_SIZE) {
+          buffer = new Uint8Array(READ_BUFFER_SIZE);
+        }
+      }
+    } catch (error) {
+      if (client.state === "closed") return; // we closed it ourselves
+      cause = isReset(error) ? "reset" : `read error: ${errorText(error)}`;
+      if (cause === "reset") trace(client, "RST received (connection reset by peer)");
+      leave(client, cause);
+      release(client);
+      return;
+    }
+    // Everything the client sent before its FIN has been handled above.
+    leave(client, cause);
+    releaseIfDone(client);
+  }
+
+  function accept(conn: Deno.TcpConn): void {
+    conn.setNoDelay(true);
+    const now = Date.now();
+    const id = nextId++;
+    const client: Client = {
+      id,
+      name: defaultName(id),
+      conn,
+      address: formatAddress(conn.remoteAddr),
+      connectedAt: now,
+      lastHeardAt: now,
+      state: "open",
+      queue: [],
+      queuedBytes: 0,
+      writing: false,
+      finReceived: false,
+      finSent: false,
+    };
+    connections.add(client);
+    // Handshake: accept() returns after SYN, SYN-ACK, ACK have completed.
+    trace(client, "accepted (handshake done: SYN, SYN-ACK, ACK)");
+    if (registry.size >= maxClients) {
+      log(`refused ${client.address}: server full (max ${maxClients} clients)`);
+      sendLine(client, say.serverFull(maxClients, "client"));
+      leave(client, "server full");
+    } else {
+      registry.set(id, client);
+      log(`connected ${client.address} id=${id} ${client.name}`);
+      if (mode === "chat") {
+        sendLine(client, say.welcome(client.name));
+        broadcast(say.joined(client.name), client);
+      }
+    }
+    readFrom(client);
+  }
+
+  async function acceptLoop(): Promise<void> {
+    while (!shuttingDown) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (shuttingDown || error instanceof Deno.errors.BadResource) return;
+        // Out of descriptors or a connection reset before accept: log, go on.
+        log(`accept failed: ${errorText(error)}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
+      }
+      accept(conn);
+    }
+  }
+
+  // ---- idle timeout: one sweep for everybody, counting only what clients send
+
+  let idleSweep: ReturnType<typeof setInterval> | undefined;
+  if (idleTimeoutMs > 0) {
+    idleSweep = setInterval(() => {
+      const now = Date.now();
+      for (const client of registry.values()) {
+        if (now - client.lastHeardAt >= idleTimeoutMs) leave(client, "idle timeout", say.idle);
+      }
+    }, Math.min(1000, Math.max(10, idleTimeoutMs / 4)));
+  }
+
+  // ---- console
+
+  function consoleLine(line: string): void {
+    const command = parseCommand(line);
+    if (command === undefined) {
+      if (mode === "echo") return log("echo mode: console lines are not sent to clients");
+      const relay = say.relay(SERVER_NAME, sanitize(line));
+      log(relay);
+      broadcast(relay);
+      return;
+    }
+    switch (command.name) {
+      case "/list":
+        return listClients(log);
+      case "/kick": {
+        const client = registry.get(Number(command.argument));
+        if (!/^\d+$/.test(command.argument) || client === undefined) {
+          return log(`no client with id ${command.argument} (see /list)`);
+        }
+        return leave(client, "kicked", say.kicked);
+      }
+      case "/quit":
+        shutdown();
+        return;
+      default:
+        log(`unknown console command ${command.name} (try /list, /kick ID, /quit)`);
+    }
+  }
+
+  function shutdown(): Promise<void> {
+    if (shuttingDown) return finished.promise;
+    shuttingDown = true;
+    log("shutting down");
+    clearInterval(idleSweep);
+    listener.close(); // stop accepting: new connections are refused from here on
+    for (const client of [...registry.values()]) {
+      leave(client, "shutdown", say.shuttingDown);
+    }
+    if (connections.size === 0) finished.resolve();
+    // The whole shutdown waits CLOSE_GRACE_MS at most for FINs, then closes the rest.
+    const deadline = setTimeout(() => {
+      for (const client of [...connections]) release(client);
+      finished.resolve();
+    }, CLOSE_GRACE_MS);
+    return finished.promise.then(() => clearTimeout(deadline));
+  }
+
+  acceptLoop();
+  return {
+    addr: addr as Deno.NetAddr,
+    console: consoleLine,
+    shutdown,
+    finished: finished.promise,
+    get clientCount() {
+      return registry.size;
+    },
+    get connectionCount() {
+      return connections.size;
+    },
+  };
+}
+
+const NEWLINE_BYTES = new Uint8Array([0x0a]);
+const TOO_LONG_LINE = encodeLine(say.tooLong);
+const INVALID_UTF8_LINE = encodeLine(say.invalidUtf8);
+
+/** The error line a bad frame gets (the same in both modes), or `undefined` if it is good. */
+function frameError(frame: Frame): Uint8Array | undefined {
+  if (frame === LINE_TOO_LONG) return TOO_LONG_LINE;
+  if (!isValidUtf8(frame)) return INVALID_UTF8_LINE;
+  return undefined;
+}
+
+function isReset(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionAborted;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export async function main(args: string[]): Promise<number> {
+  const flags = parseFlags(args, {
+    host: { type: "string", default: DEFAULT_HOST },
+    port: { type: "string", default: String(DEFAULT_PORT) },
+    mode: { type: "string", default: "chat" },
+    "max-clients": { type: "string", default: String(DEFAULT_MAX_CLIENTS) },
+    "idle-timeout": { type: "string", default: "0" },
+    "max-queue": { type: "string", default: String(DEFAULT_MAX_QUEUE_BYTES) },
+    trace: { type: "boolean", default: false },
+    help: { type: "boolean", default: false },
+  });
+  if (flags.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const options: ServerOptions = {
+    host: flags.host,
+    port: parsePort(flags.port),
+    mode: parseChoice("--mode", flags.mode, ["chat", "echo"] as const),
+    maxClients: parseInteger("--max-clients", flags["max-clients"], 1, 1_000_000),
+    idleTimeoutMs: parseInteger("--idle-timeout", flags["idle-timeout"], 0, 86_400) * 1000,
+    maxQueueBytes: parseInteger("--max-queue", flags["max-queue"], 1024, 1 << 30),
+    trace: flags.trace,
+  };
+
+  let server: Server;
+  try {
+    server = startServer(options);
+  } catch (error) {
+    const message = describeNetError(
+      "server.ts",
+      error,
+      `server.ts: cannot listen on ${options.host}:${options.port}`,
+    );
+    if (message === undefined) throw error;
+    console.error(message);
+    return EXIT_RUNTIME_ERROR;
+  }
+  console.log(`listening on ${formatAddress(server.addr)} (tcp, ${options.mode})`);
+
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => server.shutdown());
+  }
+  readConsole(server);
+  await server.finished;
+  return 0;
+}
+
+/** Feeds lines typed at the server to it; the server runs on when stdin ends. */
+async function readConsole(server: Server): Promise<void> {
+  try {
+    for await (const message of readInputMessages(Deno.stdin)) {
+      server.console(new TextDecoder().decode(message));
+    }
+  } catch (error) {
+    console.error(`server.ts: console input failed: ${errorText(error)}`);
+  }
+}
+
+if (import.meta.main) runMain("server.ts", () => main(Deno.args));
