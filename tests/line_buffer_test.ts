@@ -1,0 +1,861 @@
+import assert from "node:assert/strict";
+import {
+  decodeUtf8,
+  encodeLine,
+  type Frame,
+  hasControlCharacters,
+  isValidUtf8,
+  LINE_TOO_LONG,
+  LineFramer,
+  MAX_BUFFER_SIZE,
+  MAX_MESSAGE_BYTES,
+  READ_BUFFER_SIZE,
+  type Reader,
+  readLines,
+  sanitize,
+  splitMessage,
+  toDisplayText,
+  utf8CutPoint,
+  writeAll,
+} from "../line_buffer.ts";
+
+const encoder = new TextEncoder();
+const fatalDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** What a test expects a frame to be: the line's text or bytes, or the over-long marker. */
+type Expected = string | Uint8Array | typeof LINE_TOO_LONG;
+
+function bytesOf(part: string | Uint8Array): Uint8Array {
+  return typeof part === "string" ? encoder.encode(part) : part;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const total = parts.reduce((sum, part) => sum + part.length, 0);
+  const joined = new Uint8Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.length;
+  }
+  return joined;
+}
+
+function repeatByte(byte: number, count: number): Uint8Array {
+  return new Uint8Array(count).fill(byte);
+}
+
+/** Cuts `bytes` at each of the ascending offsets in `points`. */
+function splitAt(bytes: Uint8Array, points: number[]): Uint8Array[] {
+  const chunks: Uint8Array[] = [];
+  let start = 0;
+  for (const point of [...points, bytes.length]) {
+    chunks.push(bytes.subarray(start, point));
+    start = point;
+  }
+  return chunks;
+}
+
+function oneByteAtATime(bytes: Uint8Array): Uint8Array[] {
+  return Array.from(bytes, (_, i) => bytes.subarray(i, i + 1));
+}
+
+/**
+ * Feeds `chunks` to `framer` the way a read loop does: each chunk is copied
+ * into one reused buffer, the frames are copied right after `push()` (they are
+ * views valid only until the next push), then the buffer is scribbled over, so
+ * a framer that kept a view of an old chunk instead of copying it would fail.
+ */
+function frameAll(chunks: Uint8Array[], framer: LineFramer = new LineFramer()): Frame[] {
+  const largest = chunks.reduce((max, chunk) => Math.max(max, chunk.length), 0);
+  const scratch = new Uint8Array(largest);
+  const frames: Frame[] = [];
+  for (const chunk of chunks) {
+    scratch.set(chunk);
+    for (const frame of framer.push(scratch.subarray(0, chunk.length))) {
+      frames.push(frame === LINE_TOO_LONG ? frame : frame.slice());
+    }
+    scratch.fill(0x23); // "#"
+  }
+  return frames;
+}
+
+function expectedFrames(expected: Expected[]): Frame[] {
+  return expected.map((line) => line === LINE_TOO_LONG ? line : bytesOf(line));
+}
+
+/** A compact picture of frames for assertion messages. */
+function show(frames: Frame[]): string {
+  return frames.map((frame) =>
+    frame === LINE_TOO_LONG ? "<too long>" : JSON.stringify(new TextDecoder().decode(frame))
+  ).join(", ");
+}
+
+const X255 = "x".repeat(255);
+const X256 = "x".repeat(256);
+const X200 = "y".repeat(200);
+// 85 three-byte characters: exactly the 255-byte limit.
+const CHINESE_255 = "中".repeat(85);
+const NI_HAO = "你好，世界";
+// 1-, 2-, 3- and 4-byte characters in one line.
+const MIXED = "Hi é 你好 😀 ok 𠀀 🇨🇳!";
+
+interface FramingCase {
+  name: string;
+  chunks: (string | Uint8Array)[];
+  expected: Expected[];
+  /** What the framer still holds for an unfinished line at the end. */
+  buffered?: number;
+}
+
+const FRAMING_CASES: FramingCase[] = [
+  // A line split across two reads is reassembled.
+  { name: "a partial line split across two reads", chunks: ["hel", "lo\n"], expected: ["hello"] },
+  // The "\n" delimiter arrives alone, in the read after its line.
+  {
+    name: "the delimiter in a read of its own",
+    chunks: ["hello", "\n", "world\n"],
+    expected: [
+      "hello",
+      "world",
+    ],
+  },
+  // "\r" ends one read and "\n" starts the next: still one "\r\n" line end.
+  {
+    name: "\\r and \\n in different reads",
+    chunks: ["hi\r", "\nthere\r", "\n"],
+    expected: [
+      "hi",
+      "there",
+    ],
+  },
+  // One read holds many lines and the start of the next one.
+  {
+    name: "many lines in one read",
+    chunks: ["a\nbb\nccc\ndd", "d\n"],
+    expected: [
+      "a",
+      "bb",
+      "ccc",
+      "ddd",
+    ],
+  },
+  // Empty lines, with and without "\r", are lines too.
+  { name: "empty lines", chunks: ["\n\r\n\nz\n"], expected: ["", "", "", "z"] },
+  // Only one "\r" right before "\n" is dropped; others are data.
+  {
+    name: "a \\r that is not right before \\n",
+    chunks: ["a\rb\n", "c\r\r\n"],
+    expected: [
+      "a\rb",
+      "c\r",
+    ],
+  },
+  // 255 bytes is the limit and is allowed.
+  { name: "exactly 255 bytes", chunks: [X255 + "\n"], expected: [X255] },
+  // 256 bytes is one too many; the next line is kept.
+  { name: "256 bytes is too long", chunks: [X256 + "\n", "ok\n"], expected: [LINE_TOO_LONG, "ok"] },
+  // The "\r" of "\r\n" does not count toward the limit.
+  { name: "255 bytes and \\r\\n", chunks: [X255 + "\r\n", "ok\r\n"], expected: [X255, "ok"] },
+  // ...but 256 bytes is too long even with "\r\n".
+  {
+    name: "256 bytes and \\r\\n",
+    chunks: [X256 + "\r\n", "ok\n"],
+    expected: [LINE_TOO_LONG, "ok"],
+  },
+  // An over-long line over several reads is reported once, and the lines after it survive.
+  {
+    name: "an over-long line spanning several reads, then good lines",
+    chunks: [X200, X200, X200, "\nnext\n", "last\n"],
+    expected: [LINE_TOO_LONG, "next", "last"],
+  },
+  // Two over-long lines in a row are two reports.
+  {
+    name: "two over-long lines in a row",
+    chunks: ["z".repeat(300) + "\n" + "w".repeat(257) + "\n" + "ok\n"],
+    expected: [LINE_TOO_LONG, LINE_TOO_LONG, "ok"],
+  },
+  // Good, too long, good: only the middle one is lost.
+  {
+    name: "an over-long line between good lines",
+    chunks: ["before\n" + X256 + "x\r\nafter\n"],
+    expected: ["before", LINE_TOO_LONG, "after"],
+  },
+  // A line without its "\n" is not a message yet: it stays buffered.
+  { name: "an unfinished last line", chunks: ["a\nbcd"], expected: ["a"], buffered: 3 },
+  // A trailing "\r" without "\n" is not a line end.
+  { name: "an unfinished line ending in \\r", chunks: ["a\r"], expected: [], buffered: 2 },
+  // Chinese text, 3 bytes per character, whose bytes any read may split.
+  {
+    name: "Chinese text",
+    chunks: [NI_HAO + "\n" + CHINESE_255 + "\r\n"],
+    expected: [
+      NI_HAO,
+      CHINESE_255,
+    ],
+  },
+  // 86 Chinese characters are 258 bytes: too long.
+  {
+    name: "a Chinese line one character too long",
+    chunks: [CHINESE_255 + "中\n" + NI_HAO + "\n"],
+    expected: [
+      LINE_TOO_LONG,
+      NI_HAO,
+    ],
+  },
+  // Emoji and other 4-byte characters among 1-, 2- and 3-byte ones.
+  { name: "a mixed line with 4-byte emoji", chunks: [MIXED + "\n"], expected: [MIXED] },
+  // Bytes that are not UTF-8 are framed as they are; checking them is not the framer's job.
+  {
+    name: "bytes that are not UTF-8",
+    chunks: [new Uint8Array([0xff, 0x80, 0x0a, 0xe4, 0xbd, 0x0d, 0x0a])],
+    expected: [new Uint8Array([0xff, 0x80]), new Uint8Array([0xe4, 0xbd])],
+  },
+];
+
+Deno.test("LineFramer frames each table case as given", async (t) => {
+  for (const testCase of FRAMING_CASES) {
+    await t.step(testCase.name, () => {
+      const framer = new LineFramer();
+      const frames = frameAll(testCase.chunks.map(bytesOf), framer);
+      assert.deepEqual(frames, expectedFrames(testCase.expected), show(frames));
+      assert.equal(framer.bufferedBytes, testCase.buffered ?? 0);
+    });
+  }
+});
+
+Deno.test("LineFramer gives the same frames at every split point and byte at a time", async (t) => {
+  for (const testCase of FRAMING_CASES) {
+    await t.step(testCase.name, () => {
+      const input = concat(testCase.chunks.map(bytesOf));
+      const whole = frameAll([input]);
+      const asGiven = frameAll(testCase.chunks.map(bytesOf));
+      assert.deepEqual(whole, asGiven, "one read and the given reads differ");
+      for (let point = 0; point <= input.length; point++) {
+        const framer = new LineFramer();
+        const frames = frameAll(splitAt(input, [point]), framer);
+        assert.deepEqual(frames, whole, `split at byte ${point}: ${show(frames)}`);
+        assert.equal(framer.bufferedBytes, testCase.buffered ?? 0, `split at byte ${point}`);
+      }
+      const framer = new LineFramer();
+      assert.deepEqual(frameAll(oneByteAtATime(input), framer), whole, "one byte at a time");
+      assert.equal(framer.bufferedBytes, testCase.buffered ?? 0, "one byte at a time");
+    });
+  }
+});
+
+Deno.test("LineFramer gives the same frames for every pair of split points in short inputs", () => {
+  const short = FRAMING_CASES.map((testCase) => concat(testCase.chunks.map(bytesOf)))
+    .filter((input) => input.length <= 64);
+  assert.ok(short.length >= 6, "the table should have several short cases");
+  for (const input of short) {
+    const whole = frameAll([input]);
+    for (let first = 0; first <= input.length; first++) {
+      for (let second = first; second <= input.length; second++) {
+        const frames = frameAll(splitAt(input, [first, second]));
+        assert.deepEqual(frames, whole, `split at ${first} and ${second}: ${show(frames)}`);
+      }
+    }
+  }
+});
+
+Deno.test("LineFramer splits Chinese text at every byte position without changing it", () => {
+  const lines = [NI_HAO, CHINESE_255, MIXED];
+  assert.equal(encoder.encode(CHINESE_255).length, MAX_MESSAGE_BYTES);
+  const input = encoder.encode(lines.map((line) => line + "\n").join(""));
+  const splits = [oneByteAtATime(input)];
+  for (let point = 0; point <= input.length; point++) splits.push(splitAt(input, [point]));
+  for (const chunks of splits) {
+    const frames = frameAll(chunks);
+    const texts = frames.map((frame) => {
+      assert.notEqual(frame, LINE_TOO_LONG);
+      return fatalDecoder.decode(frame as Uint8Array);
+    });
+    assert.deepEqual(texts, lines, `chunks of ${chunks.map((chunk) => chunk.length)}`);
+  }
+});
+
+Deno.test("LineFramer keeps a finished line intact while the same read starts the next line", () => {
+  const framer = new LineFramer();
+  assert.deepEqual(framer.push(encoder.encode("ab")), []);
+  // "abc" is put together in the framer's buffer, and "xy" must not overwrite it.
+  const frames = framer.push(encoder.encode("c\nxy"));
+  assert.deepEqual(frames, [encoder.encode("abc")]);
+  assert.equal(framer.bufferedBytes, 2);
+  // The same again with the buffers swapped the other way.
+  const next = framer.push(encoder.encode("z\nuv"));
+  assert.deepEqual(next, [encoder.encode("xyz")]);
+  assert.equal(framer.bufferedBytes, 2);
+});
+
+Deno.test("LineFramer reports the bytes it holds for an unfinished line", () => {
+  const framer = new LineFramer();
+  assert.equal(framer.bufferedBytes, 0);
+  framer.push(encoder.encode("你好"));
+  assert.equal(framer.bufferedBytes, 6);
+  framer.push(encoder.encode("x".repeat(249)));
+  assert.equal(framer.bufferedBytes, 255);
+  // Room for a "\r" after a full-length line.
+  framer.push(encoder.encode("\r"));
+  assert.equal(framer.bufferedBytes, MAX_BUFFER_SIZE);
+  // One more byte: the line is over the limit and nothing more is buffered.
+  framer.push(encoder.encode("x"));
+  assert.equal(framer.bufferedBytes, 0);
+  assert.deepEqual(framer.push(encoder.encode("more\nok\n")), [
+    LINE_TOO_LONG,
+    encoder.encode("ok"),
+  ]);
+  assert.equal(framer.bufferedBytes, 0);
+});
+
+Deno.test("LineFramer never buffers more than 256 bytes of a 1 MB line without a newline", async (t) => {
+  const megabyte = repeatByte(0x61, 1024 * 1024);
+  for (const size of [1, 7, 255, 256, 257, 4096, READ_BUFFER_SIZE, megabyte.length]) {
+    await t.step(`in reads of ${size} bytes`, () => {
+      const framer = new LineFramer();
+      let most = 0;
+      for (let start = 0; start < megabyte.length; start += size) {
+        const frames = framer.push(megabyte.subarray(start, start + size));
+        assert.equal(frames.length, 0, `a frame before the newline at byte ${start}`);
+        most = Math.max(most, framer.bufferedBytes);
+      }
+      assert.ok(most <= MAX_BUFFER_SIZE, `buffered ${most} bytes`);
+      assert.deepEqual(frameAll([encoder.encode("\nafter\n")], framer), [
+        LINE_TOO_LONG,
+        encoder.encode("after"),
+      ]);
+      assert.equal(framer.bufferedBytes, 0);
+    });
+  }
+});
+
+Deno.test("LineFramer takes its limit from the constructor", () => {
+  const framer = new LineFramer(4);
+  const frames = frameAll([encoder.encode("abcd\nabcde\nab\r\nabcd\r\n你好\n")], framer);
+  assert.deepEqual(frames, [
+    encoder.encode("abcd"),
+    LINE_TOO_LONG,
+    encoder.encode("ab"),
+    encoder.encode("abcd"),
+    LINE_TOO_LONG,
+  ]);
+});
+
+/** A fake `read()` source that returns exactly the chosen chunks, then `null`. */
+class ChunkReader implements Reader {
+  #chunks: Uint8Array[];
+  reads = 0;
+
+  constructor(chunks: Uint8Array[]) {
+    this.#chunks = [...chunks];
+  }
+
+  read(buffer: Uint8Array): Promise<number | null> {
+    this.reads++;
+    const chunk = this.#chunks.shift();
+    if (chunk === undefined) return Promise.resolve(null);
+    assert.ok(chunk.length <= buffer.length, "the test chunk does not fit the read buffer");
+    buffer.set(chunk);
+    return Promise.resolve(chunk.length);
+  }
+}
+
+async function collect(reader: Reader, maxLineBytes?: number): Promise<Frame[]> {
+  const frames: Frame[] = [];
+  for await (const frame of readLines(reader, maxLineBytes)) frames.push(frame);
+  return frames;
+}
+
+Deno.test("readLines() reassembles lines across reads and keeps the lines after an over-long one", async () => {
+  const chunks = ["fir", "st\nsec", "ond\r", "\n", X256, "\nthird\n"].map(bytesOf);
+  const reader = new ChunkReader(chunks);
+  assert.deepEqual(
+    await collect(reader),
+    expectedFrames(["first", "second", LINE_TOO_LONG, "third"]),
+  );
+  assert.equal(reader.reads, chunks.length + 1, "it reads until null");
+});
+
+Deno.test("readLines() yields copies that stay valid after later reads", async () => {
+  // Every read lands at the start of the same read buffer; views would all be overwritten.
+  const frames = await collect(new ChunkReader(["first\n", "second\n", "3rd\n"].map(bytesOf)));
+  assert.deepEqual(frames, expectedFrames(["first", "second", "3rd"]));
+  const [first, second] = frames as Uint8Array[];
+  assert.notEqual(first.buffer, second.buffer);
+});
+
+Deno.test("readLines() drops an unfinished last line without \\n", async () => {
+  assert.deepEqual(
+    await collect(new ChunkReader(["one\ntw", "o"].map(bytesOf))),
+    expectedFrames(["one"]),
+  );
+  assert.deepEqual(await collect(new ChunkReader([encoder.encode("no newline")])), []);
+  assert.deepEqual(await collect(new ChunkReader([])), []);
+});
+
+Deno.test("readLines() frames many lines from one read", async () => {
+  const lines = Array.from({ length: 500 }, (_, i) => `line ${i} 第${i}行`);
+  const input = encoder.encode(lines.map((line) => line + "\n").join(""));
+  assert.ok(input.length <= READ_BUFFER_SIZE);
+  const frames = await collect(new ChunkReader([input]));
+  assert.deepEqual(frames.map((frame) => fatalDecoder.decode(frame as Uint8Array)), lines);
+});
+
+Deno.test("readLines() takes its limit as an argument", async () => {
+  const frames = await collect(new ChunkReader([encoder.encode("abc\nabcd\nab\n")]), 3);
+  assert.deepEqual(frames, expectedFrames(["abc", LINE_TOO_LONG, "ab"]));
+});
+
+Deno.test("readLines() passes a read error on instead of swallowing it", async () => {
+  let calls = 0;
+  const reader: Reader = {
+    read(buffer) {
+      calls++;
+      if (calls > 1) return Promise.reject(new Deno.errors.ConnectionReset("reset by peer"));
+      buffer.set(encoder.encode("ok\n"));
+      return Promise.resolve(3);
+    },
+  };
+  const frames: Frame[] = [];
+  await assert.rejects(async () => {
+    for await (const frame of readLines(reader)) frames.push(frame);
+  }, Deno.errors.ConnectionReset);
+  assert.deepEqual(frames, expectedFrames(["ok"]));
+});
+
+Deno.test("readLines() splits Chinese text at every byte position without changing it", async () => {
+  const lines = [NI_HAO, CHINESE_255, MIXED];
+  const input = encoder.encode(lines.map((line) => line + "\r\n").join(""));
+  const splits = [oneByteAtATime(input)];
+  for (let point = 0; point <= input.length; point++) splits.push(splitAt(input, [point]));
+  for (const chunks of splits) {
+    const frames = await collect(new ChunkReader(chunks));
+    const texts = frames.map((frame) => fatalDecoder.decode(frame as Uint8Array));
+    assert.deepEqual(texts, lines, `chunks of ${chunks.map((chunk) => chunk.length)}`);
+  }
+});
+
+/** A tiny seeded xorshift32, so the "random" inputs are the same on every run. */
+function xorshift32(seed: number): () => number {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state;
+  };
+}
+
+// One character of each UTF-8 length, and a few more of the awkward ones.
+const CHARACTERS = ["a", " ", "~", "é", "ñ", "\u07ff", "中", "，", "\u0800", "\uffff", "😀", "𠀀"];
+
+/** A line of exactly `size` bytes of random 1- to 4-byte characters. */
+function randomLine(next: () => number, size: number): string {
+  let line = "";
+  let bytes = 0;
+  while (bytes < size) {
+    const character = CHARACTERS[next() % CHARACTERS.length];
+    const length = encoder.encode(character).length;
+    if (bytes + length > size) {
+      line += "z".repeat(size - bytes);
+      break;
+    }
+    line += character;
+    bytes += length;
+  }
+  return line;
+}
+
+Deno.test("splitMessage() never splits a character and keeps every piece within 255 bytes", () => {
+  const next = xorshift32(0x5eed);
+  for (let size = 0; size <= 1000; size++) {
+    const text = randomLine(next, size);
+    const line = encoder.encode(text);
+    assert.equal(line.length, size);
+    const pieces = splitMessage(line);
+    const decoded = pieces.map((piece) => fatalDecoder.decode(piece));
+    assert.equal(decoded.join(""), text, `line of ${size} bytes`);
+    assert.deepEqual(concat(pieces), line);
+    for (const [i, piece] of pieces.entries()) {
+      assert.ok(piece.length <= MAX_MESSAGE_BYTES, `piece of ${piece.length} bytes`);
+      if (i < pieces.length - 1) {
+        // A piece is only cut short to keep a character whole (at most 3 bytes short).
+        assert.ok(piece.length >= MAX_MESSAGE_BYTES - 3, `piece ${i} is ${piece.length} bytes`);
+      } else {
+        assert.ok(piece.length > 0 || size === 0, "an empty last piece");
+      }
+    }
+  }
+});
+
+Deno.test("splitMessage() gives one empty piece for an empty line", () => {
+  assert.deepEqual(splitMessage(new Uint8Array(0)), [new Uint8Array(0)]);
+});
+
+Deno.test("splitMessage() cuts 85 Chinese characters and one more into 255 bytes and 3", () => {
+  const pieces = splitMessage(encoder.encode(CHINESE_255 + "国"));
+  assert.deepEqual(pieces.map((piece) => fatalDecoder.decode(piece)), [CHINESE_255, "国"]);
+});
+
+Deno.test("splitMessage() takes its limit as an argument", () => {
+  const pieces = splitMessage(encoder.encode("ab你好😀c"), 4);
+  assert.deepEqual(pieces.map((piece) => fatalDecoder.decode(piece)), [
+    "ab",
+    "你",
+    "好",
+    "😀",
+    "c",
+  ]);
+});
+
+Deno.test("utf8CutPoint() steps back to the start of a character that straddles the limit", async (t) => {
+  const cases: { name: string; bytes: Uint8Array; limit: number; cut: number }[] = [
+    // Short enough: the whole thing.
+    { name: "shorter than the limit", bytes: encoder.encode("你好"), limit: 255, cut: 6 },
+    { name: "exactly the limit", bytes: encoder.encode(CHINESE_255), limit: 255, cut: 255 },
+    // The limit falls between two characters.
+    {
+      name: "on a character boundary",
+      bytes: encoder.encode(CHINESE_255 + "a"),
+      limit: 255,
+      cut: 255,
+    },
+    // A 2-byte character whose second byte would be cut off.
+    {
+      name: "inside a 2-byte character",
+      bytes: encoder.encode("a".repeat(254) + "é"),
+      limit: 255,
+      cut: 254,
+    },
+    // A 3-byte character starting 1 or 2 bytes before the limit.
+    {
+      name: "after 1 byte of 3",
+      bytes: encoder.encode("a".repeat(254) + "中"),
+      limit: 255,
+      cut: 254,
+    },
+    {
+      name: "after 2 bytes of 3",
+      bytes: encoder.encode("a".repeat(253) + "中"),
+      limit: 255,
+      cut: 253,
+    },
+    // A 4-byte character starting 1, 2 or 3 bytes before the limit.
+    {
+      name: "after 1 byte of 4",
+      bytes: encoder.encode("a".repeat(254) + "😀"),
+      limit: 255,
+      cut: 254,
+    },
+    {
+      name: "after 2 bytes of 4",
+      bytes: encoder.encode("a".repeat(253) + "😀"),
+      limit: 255,
+      cut: 253,
+    },
+    {
+      name: "after 3 bytes of 4",
+      bytes: encoder.encode("a".repeat(252) + "😀"),
+      limit: 255,
+      cut: 252,
+    },
+    // A 4-byte character that ends exactly at the limit.
+    {
+      name: "right after a 4-byte character",
+      bytes: encoder.encode("a".repeat(251) + "😀b"),
+      limit: 255,
+      cut: 255,
+    },
+    // Not UTF-8: more continuation bytes than any character has, so cut at the limit.
+    { name: "a run of continuation bytes", bytes: repeatByte(0x80, 300), limit: 255, cut: 255 },
+  ];
+  for (const { name, bytes, limit, cut } of cases) {
+    await t.step(name, () => assert.equal(utf8CutPoint(bytes, limit), cut));
+  }
+});
+
+function decoderAccepts(bytes: Uint8Array): boolean {
+  try {
+    fatalDecoder.decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const UTF8_CASES: { name: string; bytes: number[]; valid: boolean }[] = [
+  { name: "empty", bytes: [], valid: true },
+  { name: "ASCII", bytes: [0x68, 0x69, 0x0a], valid: true },
+  { name: "NUL and DEL", bytes: [0x00, 0x7f], valid: true },
+  { name: "你好", bytes: [0xe4, 0xbd, 0xa0, 0xe5, 0xa5, 0xbd], valid: true },
+  { name: "😀", bytes: [0xf0, 0x9f, 0x98, 0x80], valid: true },
+  { name: "smallest 2-byte U+0080", bytes: [0xc2, 0x80], valid: true },
+  { name: "largest 2-byte U+07FF", bytes: [0xdf, 0xbf], valid: true },
+  { name: "smallest 3-byte U+0800", bytes: [0xe0, 0xa0, 0x80], valid: true },
+  { name: "last before the surrogates U+D7FF", bytes: [0xed, 0x9f, 0xbf], valid: true },
+  { name: "first after the surrogates U+E000", bytes: [0xee, 0x80, 0x80], valid: true },
+  { name: "U+FFFF", bytes: [0xef, 0xbf, 0xbf], valid: true },
+  { name: "BOM U+FEFF", bytes: [0xef, 0xbb, 0xbf], valid: true },
+  { name: "smallest 4-byte U+10000", bytes: [0xf0, 0x90, 0x80, 0x80], valid: true },
+  { name: "largest U+10FFFF", bytes: [0xf4, 0x8f, 0xbf, 0xbf], valid: true },
+  { name: "overlong NUL C0 80", bytes: [0xc0, 0x80], valid: false },
+  { name: "overlong C1 BF", bytes: [0xc1, 0xbf], valid: false },
+  { name: "overlong E0 80 80", bytes: [0xe0, 0x80, 0x80], valid: false },
+  { name: "overlong E0 9F BF", bytes: [0xe0, 0x9f, 0xbf], valid: false },
+  { name: "overlong F0 80 80 80", bytes: [0xf0, 0x80, 0x80, 0x80], valid: false },
+  { name: "overlong F0 8F BF BF", bytes: [0xf0, 0x8f, 0xbf, 0xbf], valid: false },
+  { name: "high surrogate ED A0 80", bytes: [0xed, 0xa0, 0x80], valid: false },
+  { name: "low surrogate ED BF BF", bytes: [0xed, 0xbf, 0xbf], valid: false },
+  { name: "surrogate pair as CESU-8", bytes: [0xed, 0xa0, 0xbd, 0xed, 0xb8, 0x80], valid: false },
+  { name: "above U+10FFFF F4 90 80 80", bytes: [0xf4, 0x90, 0x80, 0x80], valid: false },
+  { name: "F5 lead byte", bytes: [0xf5, 0x80, 0x80, 0x80], valid: false },
+  { name: "F8 lead byte", bytes: [0xf8, 0x88, 0x80, 0x80, 0x80], valid: false },
+  { name: "FE", bytes: [0xfe], valid: false },
+  { name: "FF", bytes: [0xff], valid: false },
+  { name: "lone continuation byte 80", bytes: [0x80], valid: false },
+  { name: "lone continuation byte BF after ASCII", bytes: [0x61, 0xbf], valid: false },
+  { name: "continuation after a whole character", bytes: [0xc3, 0xa9, 0x80], valid: false },
+  { name: "truncated 2-byte at the end", bytes: [0x61, 0xc3], valid: false },
+  { name: "truncated 3-byte at the end", bytes: [0xe4, 0xbd], valid: false },
+  { name: "truncated 4-byte at the end", bytes: [0xf0, 0x9f, 0x98], valid: false },
+  { name: "lead byte alone at the end", bytes: [0x61, 0x62, 0xf0], valid: false },
+  { name: "truncated 3-byte before ASCII", bytes: [0xe4, 0xbd, 0x61], valid: false },
+  {
+    name: "ASCII in place of the last continuation byte",
+    bytes: [0xf0, 0x9f, 0x98, 0x41],
+    valid: false,
+  },
+  { name: "two lead bytes", bytes: [0xc3, 0xc3, 0xa9], valid: false },
+];
+
+Deno.test("isValidUtf8() agrees with a fatal TextDecoder on tricky cases", async (t) => {
+  for (const { name, bytes, valid } of UTF8_CASES) {
+    await t.step(name, () => {
+      const array = new Uint8Array(bytes);
+      assert.equal(decoderAccepts(array), valid, "the table is wrong");
+      assert.equal(isValidUtf8(array), valid);
+    });
+  }
+});
+
+Deno.test("isValidUtf8() agrees with a fatal TextDecoder on seeded random bytes", () => {
+  const next = xorshift32(20240611);
+  // Bytes near every boundary the checker tests, so random arrays are often almost valid.
+  const interesting = [
+    0x00,
+    0x41,
+    0x7f,
+    0x80,
+    0x8f,
+    0x90,
+    0x9f,
+    0xa0,
+    0xbf,
+    0xc0,
+    0xc1,
+    0xc2,
+    0xdf,
+    0xe0,
+    0xe1,
+    0xec,
+    0xed,
+    0xee,
+    0xef,
+    0xf0,
+    0xf1,
+    0xf3,
+    0xf4,
+    0xf5,
+    0xf7,
+    0xf8,
+    0xfe,
+    0xff,
+  ];
+  let valid = 0;
+  let invalid = 0;
+  for (let i = 0; i < 6000; i++) {
+    const length = next() % 12;
+    const array = new Uint8Array(length);
+    for (let k = 0; k < length; k++) {
+      // Mostly continuation bytes after lead bytes, to build plausible sequences.
+      const kind = next() % 4;
+      array[k] = kind === 0
+        ? next() & 0xff
+        : kind === 1
+        ? 0x80 | (next() & 0x3f)
+        : interesting[next() % interesting.length];
+    }
+    if (i % 3 === 0) {
+      // A valid line with one byte changed.
+      const line = encoder.encode(randomLine(next, 4 + next() % 12));
+      line[next() % line.length] = next() & 0xff;
+      const expected = decoderAccepts(line);
+      assert.equal(isValidUtf8(line), expected, `bytes ${Array.from(line)}`);
+      expected ? valid++ : invalid++;
+    }
+    const expected = decoderAccepts(array);
+    assert.equal(isValidUtf8(array), expected, `bytes ${Array.from(array)}`);
+    expected ? valid++ : invalid++;
+  }
+  // Both answers must come up often, or the comparison proves little.
+  assert.ok(valid > 500, `${valid} valid`);
+  assert.ok(invalid > 500, `${invalid} invalid`);
+});
+
+Deno.test("isValidUtf8() accepts random lines of 1- to 4-byte characters", () => {
+  const next = xorshift32(7);
+  for (let size = 0; size <= 300; size++) {
+    assert.ok(isValidUtf8(encoder.encode(randomLine(next, size))));
+  }
+});
+
+const SANITIZE_CASES: { name: string; input: string; output: string }[] = [
+  { name: "plain ASCII is kept", input: "hello, world", output: "hello, world" },
+  { name: "Chinese is kept", input: NI_HAO, output: NI_HAO },
+  { name: "emoji and 4-byte characters are kept", input: MIXED, output: MIXED },
+  { name: "tab is kept", input: "a\tb", output: "a\tb" },
+  { name: "space, tilde and no-break space are kept", input: " ~\u00a0", output: " ~\u00a0" },
+  {
+    name: "zero-width and other format characters are kept",
+    input: "a\u200bb",
+    output: "a\u200bb",
+  },
+  { name: "NUL, BEL and backspace are removed", input: "\x00a\x07b\x08", output: "ab" },
+  { name: "newline and carriage return are removed", input: "a\nb\rc", output: "abc" },
+  { name: "the last C0 control U+001F is removed", input: "a\x1fb", output: "ab" },
+  { name: "DEL is removed", input: "a\x7fb", output: "ab" },
+  { name: "the first and last C1 controls are removed", input: "\u0080a\u009fb", output: "ab" },
+  { name: "an ESC sequence loses its ESC", input: "\x1b[31mred\x1b[0m", output: "[31mred[0m" },
+  { name: "a one-byte CSI is removed", input: "\u009b2Jclear", output: "2Jclear" },
+  {
+    name: "an OSC title sequence loses its controls",
+    input: "\x1b]0;title\x07",
+    output: "]0;title",
+  },
+  { name: "an 8-bit OSC is removed", input: "\u009d0;t\u009c", output: "0;t" },
+  { name: "only controls leave nothing", input: "\x1b\r\n\x00", output: "" },
+];
+
+Deno.test("sanitize() removes control characters and keeps all other text", async (t) => {
+  for (const { name, input, output } of SANITIZE_CASES) {
+    await t.step(name, () => assert.equal(sanitize(input), output));
+  }
+});
+
+Deno.test("sanitize() removes exactly C0 but tab, DEL and C1 among the first 1024 code points", () => {
+  for (let code = 0; code < 1024; code++) {
+    const character = String.fromCodePoint(code);
+    const control = (code < 0x20 && code !== 0x09) || (code >= 0x7f && code <= 0x9f);
+    const text = `<${character}>`;
+    assert.equal(sanitize(text), control ? "<>" : text, `U+${code.toString(16)}`);
+    assert.equal(hasControlCharacters(text), control, `U+${code.toString(16)}`);
+  }
+});
+
+Deno.test("hasControlCharacters() is true exactly when sanitize() would change the text", async (t) => {
+  for (const { name, input, output } of SANITIZE_CASES) {
+    await t.step(name, () => {
+      // Asked twice: a stateful (global) pattern would answer differently the second time.
+      assert.equal(hasControlCharacters(input), input !== output);
+      assert.equal(hasControlCharacters(input), input !== output);
+    });
+  }
+});
+
+Deno.test("toDisplayText() decodes leniently and removes control characters", async (t) => {
+  const cases: { name: string; bytes: Uint8Array; text: string }[] = [
+    { name: "Chinese", bytes: encoder.encode(NI_HAO), text: NI_HAO },
+    { name: "tab and emoji", bytes: encoder.encode("a\t😀"), text: "a\t😀" },
+    { name: "an ESC sequence", bytes: encoder.encode("\x1b[31mred"), text: "[31mred" },
+    // U+009B encoded as UTF-8 (C2 9B) is a CSI to a UTF-8 terminal.
+    { name: "an encoded C1 CSI", bytes: new Uint8Array([0xc2, 0x9b, 0x41]), text: "A" },
+    // A raw 9B byte is not UTF-8 and shows as U+FFFD, which is harmless.
+    { name: "a raw 9B byte", bytes: new Uint8Array([0x9b, 0x41]), text: "\ufffdA" },
+    { name: "an invalid byte", bytes: new Uint8Array([0x61, 0xff, 0x62]), text: "a\ufffdb" },
+    { name: "a truncated character", bytes: new Uint8Array([0x61, 0xe4, 0xbd]), text: "a\ufffd" },
+    { name: "a surrogate", bytes: new Uint8Array([0xed, 0xa0, 0x80]), text: "\ufffd\ufffd\ufffd" },
+    { name: "newline and NUL", bytes: new Uint8Array([0x61, 0x0a, 0x00, 0x62]), text: "ab" },
+  ];
+  for (const { name, bytes, text } of cases) {
+    await t.step(name, () => assert.equal(toDisplayText(bytes), text));
+  }
+});
+
+Deno.test("encodeLine() adds \\n and decodeUtf8() reverses the encoding", () => {
+  const line = encodeLine(NI_HAO);
+  assert.deepEqual(
+    line,
+    new Uint8Array([
+      0xe4,
+      0xbd,
+      0xa0,
+      0xe5,
+      0xa5,
+      0xbd,
+      0xef,
+      0xbc,
+      0x8c,
+      0xe4,
+      0xb8,
+      0x96,
+      0xe7,
+      0x95,
+      0x8c,
+      0x0a,
+    ]),
+  );
+  assert.equal(decodeUtf8(line.subarray(0, line.length - 1)), NI_HAO);
+  assert.deepEqual(encodeLine(""), new Uint8Array([0x0a]));
+});
+
+/** A fake writer that takes at most `most` bytes per call, recording what it got. */
+function slowWriter(most: number) {
+  const calls: Uint8Array[] = [];
+  return {
+    calls,
+    write(bytes: Uint8Array): Promise<number> {
+      const taken = bytes.slice(0, most);
+      calls.push(taken);
+      return Promise.resolve(taken.length);
+    },
+  };
+}
+
+Deno.test("writeAll() writes everything in order to a writer that takes 3 bytes at a time", async () => {
+  const bytes = encoder.encode(`${NI_HAO} hello ${MIXED}\n`);
+  const writer = slowWriter(3);
+  await writeAll(writer, bytes);
+  assert.deepEqual(concat(writer.calls), bytes);
+  assert.ok(writer.calls.every((call) => call.length === 3 || call === writer.calls.at(-1)));
+  assert.equal(writer.calls.length, Math.ceil(bytes.length / 3));
+});
+
+Deno.test("writeAll() writes everything to a writer that takes 1 byte at a time", async () => {
+  const bytes = encoder.encode(CHINESE_255 + "\n");
+  const writer = slowWriter(1);
+  await writeAll(writer, bytes);
+  assert.equal(writer.calls.length, 256);
+  assert.deepEqual(concat(writer.calls), bytes);
+});
+
+Deno.test("writeAll() does not write when there is nothing to write", async () => {
+  const writer = slowWriter(3);
+  await writeAll(writer, new Uint8Array(0));
+  assert.equal(writer.calls.length, 0);
+});
+
+Deno.test("writeAll() passes a write error on", async () => {
+  const writer = {
+    write(): Promise<number> {
+      return Promise.reject(new Deno.errors.BrokenPipe("gone"));
+    },
+  };
+  await assert.rejects(writeAll(writer, encoder.encode("x")), Deno.errors.BrokenPipe);
+});
+
+Deno.test("the limits are the 256-byte buffer of the original", () => {
+  assert.equal(MAX_BUFFER_SIZE, 256);
+  assert.equal(MAX_MESSAGE_BYTES, 255);
+  assert.ok(READ_BUFFER_SIZE >= MAX_BUFFER_SIZE);
+});
