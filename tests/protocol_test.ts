@@ -1,0 +1,276 @@
+import assert from "node:assert/strict";
+import {
+  hasControlCharacters,
+  MAX_INCOMING_LINE_BYTES,
+  MAX_MESSAGE_BYTES,
+  MAX_NAME_BYTES,
+  MAX_NAME_CHARS,
+} from "../line_buffer.ts";
+import {
+  defaultName,
+  listLine,
+  nameError,
+  nameKey,
+  parseCommand,
+  say,
+  SERVER_NAME,
+} from "../protocol.ts";
+
+const encoder = new TextEncoder();
+const INVALID_NAME = "ERR invalid name: use 1-32 letters, digits, _ or -";
+
+Deno.test("nameError() accepts names of 1-32 letters, digits, _ and -", async (t) => {
+  const names = [
+    "alice",
+    "张伟",
+    "a_b-1",
+    "a".repeat(32),
+    "张".repeat(32),
+    // 32 characters outside the BMP: 64 UTF-16 units but still 32 characters.
+    "𠀀".repeat(32),
+    "x",
+    "_",
+    "-",
+    "Bob42",
+    "José",
+    "Алиса",
+    "日本語",
+    "한국어",
+    "ＡＬＩＣＥ", // full-width letters are letters
+    "ａ",
+    "١٢٣", // Arabic-Indic digits are digits
+  ];
+  for (const name of names) {
+    await t.step(JSON.stringify(name), () => assert.equal(nameError(name), undefined));
+  }
+});
+
+Deno.test("nameError() rejects names that are empty, too long or hold other characters", async (t) => {
+  const names: [string, string][] = [
+    ["empty", ""],
+    ["33 characters", "a".repeat(33)],
+    ["33 Chinese characters", "张".repeat(33)],
+    ["33 characters outside the BMP", "𠀀".repeat(33)],
+    ["a space inside", "a b"],
+    ["a leading space", " alice"],
+    ["a trailing space", "alice "],
+    ["an ideographic space", "张\u3000伟"],
+    ["a no-break space", "a\u00a0b"],
+    ["a zero-width space", "a\u200bb"],
+    ["only a zero-width space", "\u200b"],
+    ["a zero-width joiner", "a\u200db"],
+    ["a soft hyphen", "a\u00adb"],
+    ["a right-to-left override", "a\u202eb"],
+    ["a BEL", "a\x07"],
+    ["a tab", "a\tb"],
+    ["a newline", "a\nb"],
+    ["an ESC sequence", "\x1b[31mred"],
+    ["a DEL", "a\x7f"],
+    ["a C1 CSI", "a\u009bb"],
+    ["a dot", "a.b"],
+    ["an at sign", "a@b"],
+    ["a slash", "a/b"],
+    ["angle brackets", "<alice>"],
+    ["a star", "*"],
+    ["an emoji", "😀"],
+    ["full-width punctuation", "张，伟"],
+    ["a Roman numeral (a number, not a digit)", "Ⅻ"],
+    ["a superscript digit", "a²"],
+    ["a fraction", "½"],
+  ];
+  for (const [description, name] of names) {
+    await t.step(description, () => assert.equal(nameError(name), INVALID_NAME));
+  }
+});
+
+Deno.test("nameError() reserves the server's name in every spelling that has its key", async (t) => {
+  for (const name of ["server", "SERVER", "Server", "ｓｅｒｖｅｒ", "ＳＥＲＶＥＲ", "ſerver"]) {
+    await t.step(JSON.stringify(name), () => {
+      assert.equal(nameError(name), `ERR name reserved: ${name}`);
+    });
+  }
+  assert.equal(nameError(SERVER_NAME), "ERR name reserved: server");
+  // Only the whole name is reserved.
+  assert.equal(nameError("server2"), undefined);
+  assert.equal(nameError("observer"), undefined);
+});
+
+Deno.test("defaultName() gives user<id>", () => {
+  assert.equal(defaultName(1), "user1");
+  assert.equal(defaultName(42), "user42");
+});
+
+Deno.test("nameError() reserves default names so /nick cannot take a newcomer's name", async (t) => {
+  for (
+    const name of [
+      defaultName(1),
+      defaultName(12345),
+      "USER7",
+      "User0",
+      "ｕｓｅｒ１",
+      "ＵＳＥＲ９９",
+    ]
+  ) {
+    await t.step(JSON.stringify(name), () => {
+      assert.equal(nameError(name), `ERR name reserved: ${name}`);
+    });
+  }
+  // Only user followed by digits and nothing else is a default name.
+  for (const name of ["user", "users", "user_1", "user1a", "superuser1", "我是user1"]) {
+    assert.equal(nameError(name), undefined, name);
+  }
+});
+
+Deno.test("nameError() and the /nick help agree on the 32-character limit", () => {
+  assert.equal(MAX_NAME_CHARS, 32);
+  assert.match(INVALID_NAME, /1-32/);
+  assert.match(say.help[0], /1-32 letters, digits, _ or -/);
+  // The longest name, in 4-byte characters, is exactly MAX_NAME_BYTES.
+  assert.equal(encoder.encode("𠀀".repeat(MAX_NAME_CHARS)).length, MAX_NAME_BYTES);
+});
+
+Deno.test("nameKey() makes case and full-width variants of a name one name", () => {
+  for (const variant of ["alice", "Alice", "ALICE", "ａｌｉｃｅ", "ＡＬＩＣＥ", "ＡｌＩｃＥ"]) {
+    assert.equal(nameKey(variant), "alice", variant);
+  }
+  // Composed and decomposed é are one name too.
+  assert.equal(nameKey("Jos\u00e9"), "jos\u00e9");
+  assert.equal(nameKey("JOSE\u0301"), "jos\u00e9");
+  // The ligature ﬁ is the letters f and i.
+  assert.equal(nameKey("ﬁona"), "fiona");
+});
+
+Deno.test("nameKey() keeps different names apart", () => {
+  const names = ["alice", "alice2", "alicia", "张伟", "张三", "bob", "b_o-b", "bob_"];
+  const keys = new Set(names.map(nameKey));
+  assert.equal(keys.size, names.length);
+  assert.equal(nameKey("张伟"), "张伟");
+});
+
+Deno.test("parseCommand() reads /command and its argument", async (t) => {
+  const cases: { line: string; command: { name: string; argument: string } }[] = [
+    { line: "/nick bob", command: { name: "/nick", argument: "bob" } },
+    // The command is case-insensitive; the argument keeps its case.
+    { line: "/NICK Bob", command: { name: "/nick", argument: "Bob" } },
+    // Spaces around the argument are not part of it.
+    { line: "/nick   bob  ", command: { name: "/nick", argument: "bob" } },
+    { line: "/nick 张伟", command: { name: "/nick", argument: "张伟" } },
+    { line: "/list", command: { name: "/list", argument: "" } },
+    { line: "/nick ", command: { name: "/nick", argument: "" } },
+    { line: "/quit see you all", command: { name: "/quit", argument: "see you all" } },
+    { line: "/", command: { name: "/", argument: "" } },
+    { line: "/Help", command: { name: "/help", argument: "" } },
+  ];
+  for (const { line, command } of cases) {
+    await t.step(JSON.stringify(line), () => assert.deepEqual(parseCommand(line), command));
+  }
+});
+
+Deno.test("parseCommand() leaves lines that do not start with / as messages", () => {
+  for (const line of ["hello", "", " /nick bob", "a/b", "你好 /list", "\\/nick bob"]) {
+    assert.equal(parseCommand(line), undefined, JSON.stringify(line));
+  }
+});
+
+Deno.test("listLine() shows id, name, address and whole seconds of age and idle time", () => {
+  const entry = {
+    id: 7,
+    name: "张伟",
+    address: "127.0.0.1:50123",
+    connectedAt: 1_000,
+    lastHeardAt: 5_500,
+  };
+  assert.equal(
+    listLine(entry, 12_999),
+    "* id=7 name=张伟 addr=127.0.0.1:50123 age=11 idle=7",
+  );
+  assert.equal(
+    listLine({ ...entry, address: "[::1]:9090" }, 5_500),
+    "* id=7 name=张伟 addr=[::1]:9090 age=4 idle=0",
+  );
+});
+
+Deno.test("say gives the exact text of relayed lines and notices", () => {
+  assert.equal(say.relay("alice", "你好，世界"), "<alice> 你好，世界");
+  assert.equal(say.relay("bob", ""), "<bob> ");
+  assert.equal(say.welcome("guest1"), "* welcome, you are guest1 (type /help for commands)");
+  assert.equal(say.joined("张伟"), "* 张伟 joined");
+  assert.equal(say.left("bob", "quit"), "* bob left (quit)");
+  assert.equal(say.renamed("guest1", "alice"), "* guest1 is now alice");
+  assert.equal(say.bye, "* bye");
+  assert.equal(say.idle, "* idle timeout, bye");
+  assert.equal(say.kicked, "* kicked by server");
+  assert.equal(say.shuttingDown, "* server shutting down");
+});
+
+Deno.test("say.count() uses the plural for every number but 1", () => {
+  assert.equal(say.count(0, "client"), "* 0 clients");
+  assert.equal(say.count(1, "client"), "* 1 client");
+  assert.equal(say.count(2, "client"), "* 2 clients");
+  assert.equal(say.count(11, "peer"), "* 11 peers");
+});
+
+Deno.test("say gives the exact text of every error, each starting with ERR", () => {
+  assert.equal(say.nickUsage, "ERR usage: /nick NAME");
+  assert.equal(say.nameTaken("alice"), "ERR name taken: alice");
+  assert.equal(say.unknownCommand("/foo"), "ERR unknown command /foo (try /help)");
+  assert.equal(say.invalidUtf8, "ERR invalid UTF-8");
+  assert.equal(say.serverFull(10, "client"), "ERR server full (max 10 clients)");
+});
+
+Deno.test("say.tooLong names the 255-byte limit", () => {
+  assert.equal(say.tooLong, "ERR line too long (max 255 bytes)");
+  assert.ok(say.tooLong.includes(String(MAX_MESSAGE_BYTES)));
+});
+
+Deno.test("say.help lists each command once, as notices", () => {
+  assert.equal(say.help.length, 4);
+  for (const [i, command] of ["/nick", "/list", "/quit", "/help"].entries()) {
+    assert.ok(say.help[i].startsWith(`* ${command} `), say.help[i]);
+  }
+});
+
+Deno.test("say's lines with the longest names and messages fit a client's incoming limit", () => {
+  const name = "𠀀".repeat(MAX_NAME_CHARS);
+  const message = "中".repeat(MAX_MESSAGE_BYTES / 3);
+  assert.equal(encoder.encode(message).length, MAX_MESSAGE_BYTES);
+  const lines = [
+    say.relay(name, message),
+    say.welcome(name),
+    say.joined(name),
+    say.left(name, "idle timeout"),
+    say.renamed(name, name),
+    say.nameTaken(name),
+    say.unknownCommand(message),
+    listLine({
+      id: Number.MAX_SAFE_INTEGER,
+      name,
+      address: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+      connectedAt: 0,
+      lastHeardAt: 0,
+    }, 10 * 365 * 86_400_000), // ten years connected
+  ];
+  for (const line of lines) {
+    const size = encoder.encode(line + "\n").length;
+    assert.ok(size <= MAX_INCOMING_LINE_BYTES, `${size} bytes: ${line.slice(0, 40)}...`);
+  }
+});
+
+Deno.test("say's fixed lines are single lines without control characters", () => {
+  const fixed = [
+    ...say.help,
+    say.bye,
+    say.idle,
+    say.kicked,
+    say.shuttingDown,
+    say.nickUsage,
+    say.tooLong,
+    say.invalidUtf8,
+    say.welcome("alice"),
+    say.serverFull(1, "client"),
+  ];
+  for (const line of fixed) {
+    assert.equal(hasControlCharacters(line), false, JSON.stringify(line));
+    assert.match(line, /^(\* |ERR )/, "a notice starts with *, an error with ERR");
+  }
+});
