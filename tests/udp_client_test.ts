@@ -1,0 +1,405 @@
+import assert from "node:assert/strict";
+import { runUdpClient, type UdpClientOptions } from "../udp_client.ts";
+import { startUdpServer, type UdpServer } from "../udp_server.ts";
+import { say } from "../protocol.ts";
+import { bytes, NEEDS_SPAWN, runScript, startScriptServer, streamSource } from "./util.ts";
+import { freeUdpPort, LossyRelay, TestPeer } from "./udp_util.ts";
+
+const decoder = new TextDecoder();
+
+/** Piped input: all of `text`, then end of input. */
+function pipedInput(text: string): { read(buffer: Uint8Array): Promise<number | null> } {
+  let rest = bytes(text);
+  return {
+    read(buffer) {
+      if (rest.length === 0) return Promise.resolve(null);
+      const n = Math.min(buffer.length, rest.length);
+      buffer.set(rest.subarray(0, n));
+      rest = rest.subarray(n);
+      return Promise.resolve(n);
+    },
+  };
+}
+
+/** Typed input: lines written by the test while the client runs. */
+function typedInput() {
+  const pipe = new TransformStream<Uint8Array, Uint8Array>();
+  const writer = pipe.writable.getWriter();
+  return {
+    input: streamSource(pipe.readable),
+    type: (line: string) => writer.write(bytes(line + "\n")),
+    end: () => writer.close(),
+  };
+}
+
+/** Runs the client in-process and collects what it prints and reports. */
+async function runClient(
+  options: Partial<UdpClientOptions> & { server: Deno.NetAddr },
+  input: { read(buffer: Uint8Array): Promise<number | null> },
+  onPrint: (line: string) => void = () => {},
+): Promise<{ code: number; printed: string[]; status: string[] }> {
+  const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const printed: string[] = [];
+  const status: string[] = [];
+  const code = await runUdpClient(socket, { waitMs: 50, ...options }, {
+    input,
+    print: (line) => {
+      printed.push(line);
+      onPrint(line);
+    },
+    status: (line) => status.push(line),
+  });
+  return { code, printed, status };
+}
+
+function echoServer(): UdpServer {
+  return startUdpServer({ host: "127.0.0.1", port: 0, mode: "echo", log: () => {} });
+}
+
+function lines(from: number, to: number): string[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => String(from + i));
+}
+
+Deno.test("piped lines go out one datagram each and the replies are printed", async () => {
+  const server = echoServer();
+  try {
+    const result = await runClient({ server: server.addr }, pipedInput("你好，世界\nsecond\n"));
+    assert.deepEqual(result, { code: 0, printed: ["你好，世界", "second"], status: [] });
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("a long Chinese line is split at character boundaries into datagrams of 256 bytes", async () => {
+  using fake = new TestPeer();
+  const line = "汉".repeat(300); // 900 bytes: 85 characters (255 bytes) fit in each datagram
+  const client = runClient({ server: fake.addr, waitMs: 0 }, pipedInput(line + "\n"));
+  const received: Uint8Array[] = [];
+  while (received.reduce((sum, d) => sum + d.length - 1, 0) < 900) {
+    received.push((await fake.receiveFrom())[0]);
+  }
+  assert.deepEqual(received.map((d) => d.length), [256, 256, 256, 136]);
+  assert.equal(received.map((d) => decoder.decode(d).replace(/\n$/, "")).join(""), line);
+  assert.equal((await client).code, 0);
+});
+
+Deno.test("--expect-reply gets every answer from an echo server and counts them", async () => {
+  const server = echoServer();
+  try {
+    const result = await runClient(
+      { server: server.addr, expectReply: { timeoutMs: 1000, retries: 3 } },
+      pipedInput(lines(1, 200).join("\n") + "\n"),
+    );
+    assert.deepEqual(result.printed, lines(1, 200));
+    assert.deepEqual(result.status, ["sent 200, answered 200, lost 0"]);
+    assert.equal(result.code, 0);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("through a relay that drops every 5th datagram both ways, retries recover every line", async () => {
+  const server = echoServer();
+  try {
+    await using relay = new LossyRelay(server.addr, 5);
+    const result = await runClient(
+      { server: relay.addr, expectReply: { timeoutMs: 50, retries: 3 } },
+      pipedInput(lines(1, 100).join("\n") + "\n"),
+    );
+    assert.deepEqual(result.printed, lines(1, 100));
+    assert.equal(result.status.at(-1), "sent 100, answered 100, lost 0");
+    assert.equal(result.code, 0);
+    assert.ok(relay.dropped.toServer > 0 && relay.dropped.toClient > 0, "the relay dropped some");
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("with no retries, the loss count through the relay is exact", async () => {
+  const server = echoServer();
+  try {
+    await using relay = new LossyRelay(server.addr, 5);
+    const result = await runClient(
+      { server: relay.addr, expectReply: { timeoutMs: 200, retries: 0 } },
+      pipedInput(lines(1, 50).join("\n") + "\n"),
+    );
+    // Requests 5, 10, ... 50 are dropped (10); of the 40 answers, every 5th is (8).
+    assert.deepEqual(relay.dropped, { toServer: 10, toClient: 8 });
+    assert.equal(result.status.at(-1), "sent 50, answered 32, lost 18");
+    assert.equal(result.printed.length, 32);
+    assert.deepEqual(result.printed, [...result.printed].sort((a, b) => Number(a) - Number(b)));
+    assert.equal(result.code, 1);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("with nothing listening, --expect-reply says so after its tries and exits 1", async () => {
+  const port = freeUdpPort();
+  const result = await runClient(
+    {
+      server: { transport: "udp", hostname: "127.0.0.1", port },
+      expectReply: { timeoutMs: 50, retries: 2 },
+    },
+    pipedInput("1\n2\n3\n"),
+  );
+  assert.deepEqual(result, {
+    code: 1,
+    printed: [],
+    status: [`no reply from 127.0.0.1:${port} after 3 tries`],
+  });
+});
+
+Deno.test("a late duplicate or a different answer is never counted for a request", async () => {
+  using fake = new TestPeer();
+  const client = runClient(
+    { server: fake.addr, expectReply: { timeoutMs: 100, retries: 1 } },
+    pipedInput("1\n2\n"),
+  );
+  const [first, from] = await fake.receiveFrom();
+  assert.equal(decoder.decode(first), "1\n");
+  await fake.send(from, "1\n");
+  await fake.send(from, "1\n"); // a duplicate: arrives while "2" is outstanding, or before
+  assert.equal(await fake.next(), "2");
+  await fake.send(from, "not 2\n"); // not the echo of "2": does not count
+  assert.equal(await fake.next(), "2"); // so the client retries
+  await fake.send(from, "2\n");
+  const result = await client;
+  assert.deepEqual(result.printed, ["1", "2"]);
+  assert.deepEqual(result.status, [
+    "ignored 2 replies that matched no outstanding request",
+    "sent 2, answered 2, lost 0",
+  ]);
+  assert.equal(result.code, 0);
+});
+
+Deno.test("datagrams from anybody but the server are ignored", async () => {
+  using fake = new TestPeer();
+  using stranger = new TestPeer();
+  const typed = typedInput();
+  const real = Promise.withResolvers<void>();
+  const client = runClient({ server: fake.addr }, typed.input, (line) => {
+    if (line === "real") real.resolve();
+  });
+  await typed.type("hello");
+  const [, clientAddr] = await fake.receiveFrom();
+  await stranger.send(clientAddr, "INJECTED\n");
+  await fake.send(clientAddr, "real\n");
+  await real.promise;
+  await typed.end();
+  const result = await client;
+  assert.deepEqual(result.printed, ["real"]);
+  assert.deepEqual(result.status, [
+    `udp_client.ts: ignoring datagrams from 127.0.0.1:${stranger.addr.port} (not the server)`,
+  ]);
+});
+
+Deno.test("what the server sends is printed without control characters", async () => {
+  using fake = new TestPeer();
+  const typed = typedInput();
+  const done = Promise.withResolvers<void>();
+  const client = runClient({ server: fake.addr }, typed.input, (line) => {
+    if (line === "end") done.resolve();
+  });
+  await typed.type("hi");
+  const [, clientAddr] = await fake.receiveFrom();
+  await fake.send(clientAddr, "\u001b]0;owned\u0007red\u001b[31m\nsecond line\r\n");
+  await fake.send(clientAddr, new Uint8Array(600).fill(0x41)); // over 512 bytes: dropped
+  await fake.send(clientAddr, "end\n");
+  await done.promise;
+  await typed.end();
+  const result = await client;
+  assert.deepEqual(result.printed, ["]0;ownedred[31m", "second line", "end"]);
+  assert.deepEqual(result.status, [
+    "udp_client.ts: dropped a datagram over 512 bytes from the server",
+  ]);
+});
+
+Deno.test("interactive /quit sends /quit and exits without waiting for replies", async () => {
+  using fake = new TestPeer();
+  const typed = typedInput();
+  // A minute of --wait: if /quit waited for silence, the test would time out.
+  const client = runClient({ server: fake.addr, waitMs: 60_000, interactive: true }, typed.input);
+  await typed.type("/quit");
+  assert.equal(await fake.next(), "/quit");
+  assert.equal((await client).code, 0);
+  await typed.end();
+});
+
+Deno.test("two clients chat with names and /list through the UDP server", async () => {
+  const server = startUdpServer({ host: "127.0.0.1", port: 0, log: () => {} });
+  try {
+    const alice = typedInput();
+    const aliceLines: string[] = [];
+    let waiter: { match: string; found: () => void } | undefined;
+    const seen = (match: string) =>
+      new Promise<void>((found) => {
+        if (aliceLines.includes(match)) return found();
+        waiter = { match, found };
+      });
+    const aliceRun = runClient({ server: server.addr, name: "alice" }, alice.input, (line) => {
+      aliceLines.push(line);
+      if (line === waiter?.match) waiter.found();
+    });
+    await seen(say.welcome("alice"));
+    const bob = await runClient(
+      { server: server.addr, name: "bob" },
+      pipedInput("你好 alice\n/list\n"),
+    );
+    assert.deepEqual(bob.printed.slice(0, 3), [
+      say.welcome("bob"),
+      "* 2 peers",
+      bob.printed[2],
+    ]);
+    assert.match(bob.printed[2], /^\* id=1 name=alice addr=127\.0\.0\.1:\d+ age=0 idle=0$/);
+    assert.match(bob.printed[3], /^\* id=2 name=bob /);
+    await seen("<bob> 你好 alice");
+    await alice.type("/quit");
+    assert.equal((await aliceRun).code, 0);
+    await alice.end().catch(() => {});
+    assert.ok(aliceLines.includes(say.joined("bob")));
+  } finally {
+    await server.shutdown();
+  }
+});
+
+// ---- the script
+
+const scriptPermissions = ["--allow-net"];
+
+/** Runs udp_client.ts with `input` piped in; returns its exit code, stdout and stderr lines. */
+async function runClientScript(args: string[], input: string) {
+  const client = runScript("udp_client.ts", args, { permissions: scriptPermissions });
+  await client.stdin.write(bytes(input));
+  await client.stdin.close();
+  const [stdout, stderr, status] = await Promise.all([
+    client.stdout.rest(),
+    client.stderr.rest(),
+    client.child.status,
+  ]);
+  return { code: status.code, stdout, stderr };
+}
+
+async function stopScript(server: Awaited<ReturnType<typeof startScriptServer>>) {
+  server.child.kill("SIGTERM");
+  await server.child.status;
+  await server.stdin.close().catch(() => {});
+  await Promise.all([server.stdout.rest(), server.stderr.rest()]);
+}
+
+const SEQ_200 = lines(1, 200).join("\n") + "\n";
+
+Deno.test({
+  name: "seq 1 200 | udp_client.ts --expect-reply against udp_server.ts --mode echo",
+  ignore: NEEDS_SPAWN,
+  fn: async () => {
+    const server = await startScriptServer("udp_server.ts", ["--mode", "echo"]);
+    try {
+      const result = await runClientScript(
+        ["--port", String(server.port), "--expect-reply"],
+        SEQ_200,
+      );
+      assert.deepEqual(result, {
+        code: 0,
+        stdout: lines(1, 200),
+        stderr: ["sent 200, answered 200, lost 0"],
+      });
+    } finally {
+      await stopScript(server);
+    }
+  },
+});
+
+Deno.test({
+  name: "seq 1 200 through the lossy relay: every line with retries, the exact loss without",
+  ignore: NEEDS_SPAWN,
+  fn: async () => {
+    const server = await startScriptServer("udp_server.ts", ["--mode", "echo"]);
+    const target: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port: server.port };
+    try {
+      {
+        await using relay = new LossyRelay(target, 7);
+        const result = await runClientScript(
+          ["--port", String(relay.addr.port), "--expect-reply", "--timeout", "50"],
+          SEQ_200,
+        );
+        assert.deepEqual(result.stdout, lines(1, 200));
+        assert.equal(result.stderr.at(-1), "sent 200, answered 200, lost 0");
+        assert.equal(result.code, 0);
+      }
+      {
+        await using relay = new LossyRelay(target, 7);
+        const result = await runClientScript(
+          [
+            "--port",
+            String(relay.addr.port),
+            "--expect-reply",
+            "--timeout",
+            "200",
+            "--retries",
+            "0",
+          ],
+          lines(1, 70).join("\n") + "\n",
+        );
+        // 10 of 70 requests dropped on the way; of 60 answers, 8 dropped on the way back.
+        assert.deepEqual(relay.dropped, { toServer: 10, toClient: 8 });
+        assert.deepEqual(result.stderr, ["sent 70, answered 52, lost 18"]);
+        assert.equal(result.stdout.length, 52);
+        assert.equal(result.code, 1);
+      }
+    } finally {
+      await stopScript(server);
+    }
+  },
+});
+
+Deno.test({
+  name: "udp_client.ts with no server: one line, exit 1; piped mode just waits and exits 0",
+  ignore: NEEDS_SPAWN,
+  fn: async () => {
+    const port = String(freeUdpPort());
+    const expecting = await runClientScript(
+      ["--port", port, "--expect-reply", "--timeout", "50", "--retries", "2"],
+      "hello\n",
+    );
+    assert.deepEqual(expecting, {
+      code: 1,
+      stdout: [],
+      stderr: [`no reply from 127.0.0.1:${port} after 3 tries`],
+    });
+    const piped = await runClientScript(["--port", port, "--wait", "50"], "hello\n");
+    assert.deepEqual(piped, { code: 0, stdout: [], stderr: [] });
+  },
+});
+
+Deno.test({
+  name: "udp_client.ts answers --help and bad flags with one line each",
+  ignore: NEEDS_SPAWN,
+  fn: async () => {
+    const help = await runClientScript(["--help"], "");
+    assert.equal(help.code, 0);
+    for (const flag of ["--host", "--port", "--name", "--wait", "--expect-reply", "--timeout"]) {
+      assert.ok(help.stdout.some((line) => line.trimStart().startsWith(flag)), flag);
+    }
+    const cases: [string[], string][] = [
+      [["--timeout", "5"], "--timeout needs --expect-reply"],
+      [
+        ["--expect-reply", "--retries", "many"],
+        'Cannot parse --retries "many": must be a whole number from 0 to 100',
+      ],
+      [
+        ["--expect-reply", "--name", "alice"],
+        "--name cannot be used with --expect-reply (/nick would be a request)",
+      ],
+      [["--name", "server"], 'Cannot use --name "server": name reserved: server'],
+    ];
+    for (const [args, message] of cases) {
+      const result = await runClientScript(args, "");
+      assert.deepEqual(result, {
+        code: 2,
+        stdout: [],
+        stderr: [`udp_client.ts: ${message} (see --help)`],
+      }, args.join(" "));
+    }
+  },
+});
