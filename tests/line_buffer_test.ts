@@ -11,6 +11,7 @@ import {
   MAX_MESSAGE_BYTES,
   READ_BUFFER_SIZE,
   type Reader,
+  readInputMessages,
   readLines,
   sanitize,
   splitMessage,
@@ -432,6 +433,54 @@ Deno.test("readLines() splits Chinese text at every byte position without changi
     const texts = frames.map((frame) => fatalDecoder.decode(frame as Uint8Array));
     assert.deepEqual(texts, lines, `chunks of ${chunks.map((chunk) => chunk.length)}`);
   }
+});
+
+async function collectMessages(reader: Reader): Promise<string[]> {
+  const messages: Uint8Array[] = [];
+  for await (const message of readInputMessages(reader)) messages.push(message);
+  // Decoded only at the end: a message that was a view of the read buffer would be overwritten.
+  return messages.map((message) => fatalDecoder.decode(message));
+}
+
+Deno.test("readInputMessages() sends one message per line and a last line without \\n", async () => {
+  const chunks = ["hello\r\nwor", "ld\n\n你", "好"].map(bytesOf);
+  assert.deepEqual(await collectMessages(new ChunkReader(chunks)), ["hello", "world", "", "你好"]);
+  assert.deepEqual(await collectMessages(new ChunkReader([])), []);
+});
+
+Deno.test("readInputMessages() cuts long lines at character boundaries at every split point", async () => {
+  // 301 bytes: 255 is inside a character, so the first piece stops at 253.
+  const hundred = "a" + "中".repeat(100);
+  const input = encoder.encode(`${NI_HAO}\n${hundred}\n${MIXED}\n${"a".repeat(600)}\nend`);
+  const expected = [
+    NI_HAO,
+    "a" + "中".repeat(84),
+    "中".repeat(16),
+    MIXED,
+    "a".repeat(255),
+    "a".repeat(255),
+    "a".repeat(90),
+    "end",
+  ];
+  const splits = [oneByteAtATime(input)];
+  for (let point = 0; point <= input.length; point++) splits.push(splitAt(input, [point]));
+  for (const chunks of splits) {
+    const messages = await collectMessages(new ChunkReader(chunks));
+    assert.deepEqual(messages, expected, `chunks of ${chunks.map((chunk) => chunk.length)}`);
+  }
+});
+
+Deno.test("readInputMessages() sends a long line in pieces before its end arrives", async () => {
+  const reader = new ChunkReader(Array.from({ length: 64 }, () => repeatByte(0x61, 1024)));
+  let readsAtFirst = -1;
+  let count = 0;
+  for await (const message of readInputMessages(reader)) {
+    if (readsAtFirst === -1) readsAtFirst = reader.reads;
+    assert.ok(message.length <= MAX_MESSAGE_BYTES && message.length > 0);
+    count++;
+  }
+  assert.equal(readsAtFirst, 1, "the first piece waits for no more than one read");
+  assert.equal(count, Math.ceil((64 * 1024) / MAX_MESSAGE_BYTES));
 });
 
 /** A tiny seeded xorshift32, so the "random" inputs are the same on every run. */
