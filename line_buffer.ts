@@ -315,14 +315,17 @@ export async function* readInputMessages(
       start = newline + 1;
     }
     let tail = data.subarray(start);
-    while (tail.length > limit) {
+    // Keep up to limit + 1 bytes: the extra one may be the "\r" of a "\r\n"
+    // still on its way, which must not become a message of its own.
+    while (tail.length > limit + 1) {
       const cut = utf8CutPoint(tail, limit);
       yield tail.slice(0, cut);
       tail = tail.subarray(cut);
     }
     carry = tail.slice();
   }
-  if (carry.length > 0) yield stripCarriageReturn(carry);
+  const last = stripCarriageReturn(carry);
+  if (last.length > 0) yield* copies(splitMessage(last, limit));
 }
 
 function stripCarriageReturn(line: Uint8Array): Uint8Array {

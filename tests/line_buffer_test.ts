@@ -908,3 +908,25 @@ Deno.test("the limits are the 256-byte buffer of the original", () => {
   assert.equal(MAX_MESSAGE_BYTES, 255);
   assert.ok(READ_BUFFER_SIZE >= MAX_BUFFER_SIZE);
 });
+
+Deno.test("readInputMessages() never sends the \r of a split \r\n as a message of its own", async () => {
+  const cases = [
+    "x".repeat(255) + "\r\n", // the \r is byte 256, just past the limit
+    "x".repeat(510) + "\r\n", // the same after a first full piece
+  ];
+  for (const text of cases) {
+    const input = encoder.encode(text);
+    const whole = await collectMessages(new ChunkReader([input]));
+    for (let point = 0; point <= input.length; point++) {
+      const messages = await collectMessages(new ChunkReader(splitAt(input, [point])));
+      assert.deepEqual(messages, whole, `split at byte ${point}`);
+    }
+    assert.ok(
+      whole.every((message) => message.length === 255),
+      JSON.stringify(whole.map((m) => m.length)),
+    );
+  }
+  // At end of input too: a trailing \r is dropped, not sent as an empty message.
+  const atEnd = await collectMessages(new ChunkReader([encoder.encode("x".repeat(255) + "\r")]));
+  assert.deepEqual(atEnd.map((message) => message.length), [255]);
+});

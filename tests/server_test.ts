@@ -1,0 +1,398 @@
+/**
+ * In-process tests of server.ts: real sockets on 127.0.0.1, port 0.
+ */
+import assert from "node:assert/strict";
+import { type Server, type ServerOptions, startServer } from "../server.ts";
+import { hasControlCharacters } from "../line_buffer.ts";
+import { bytes, LineReader, NEEDS_SPAWN } from "./util.ts";
+
+/** A server whose log lines can be awaited. */
+class TestServer {
+  server: Server;
+  logs: string[] = [];
+  #waiters: { match: (line: string) => boolean; resolve: (line: string) => void }[] = [];
+
+  constructor(options: ServerOptions = {}) {
+    this.server = startServer({
+      host: "127.0.0.1",
+      port: 0,
+      ...options,
+      log: (line) => {
+        this.logs.push(line);
+        this.#waiters = this.#waiters.filter((waiter) => {
+          if (!waiter.match(line)) return true;
+          waiter.resolve(line);
+          return false;
+        });
+      },
+    });
+  }
+
+  get port(): number {
+    return this.server.addr.port;
+  }
+
+  /** Resolves with the first log line, past or future, that matches. */
+  waitLog(match: (line: string) => boolean): Promise<string> {
+    const seen = this.logs.find(match);
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise((resolve) => this.#waiters.push({ match, resolve }));
+  }
+
+  async connect(): Promise<TestClient> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: this.port });
+    return new TestClient(conn);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.server.shutdown();
+  }
+}
+
+function disposeAll(...clients: TestClient[]): Disposable {
+  return { [Symbol.dispose]: () => clients.forEach((client) => client[Symbol.dispose]()) };
+}
+
+class TestClient {
+  conn: Deno.TcpConn;
+  lines: LineReader;
+
+  constructor(conn: Deno.TcpConn) {
+    this.conn = conn;
+    this.lines = new LineReader(conn);
+  }
+
+  async send(text: string): Promise<void> {
+    const data = bytes(text);
+    let written = 0;
+    while (written < data.length) written += await this.conn.write(data.subarray(written));
+  }
+
+  line(): Promise<string | null> {
+    return this.lines.line();
+  }
+
+  until(match: string | RegExp): Promise<string> {
+    return this.lines.until((line) =>
+      typeof match === "string" ? line === match : match.test(line)
+    );
+  }
+
+  [Symbol.dispose](): void {
+    try {
+      this.conn.close();
+    } catch {
+      // closed by the test already
+    }
+  }
+}
+
+/** Connects a chat client and reads its welcome line. */
+async function join(server: TestServer): Promise<TestClient> {
+  const client = await server.connect();
+  assert.match((await client.line())!, /^\* welcome, you are user\d+ /);
+  return client;
+}
+
+/** Connects `count` chat clients; each one has read the join notices of those after it. */
+async function room(server: TestServer, count: number): Promise<TestClient[]> {
+  const clients: TestClient[] = [];
+  for (let i = 0; i < count; i++) {
+    const client = await join(server);
+    const name = (await server.waitLog((line) =>
+      line.startsWith("connected ") &&
+      !clients.some((c) => line.includes(`:${(c.conn.localAddr as Deno.NetAddr).port} `)) &&
+      line.includes(`:${(client.conn.localAddr as Deno.NetAddr).port} `)
+    )).split(" ")[3];
+    for (const earlier of clients) assert.equal(await earlier.line(), `* ${name} joined`);
+    clients.push(client);
+  }
+  return clients;
+}
+
+Deno.test("server welcomes a client by its default name and announces it to the others", async () => {
+  await using server = new TestServer();
+  using alice = await server.connect();
+  assert.equal(await alice.line(), "* welcome, you are user1 (type /help for commands)");
+  using bob = await server.connect();
+  assert.equal(await bob.line(), "* welcome, you are user2 (type /help for commands)");
+  assert.equal(await alice.line(), "* user2 joined");
+  await server.waitLog((line) => /^connected 127\.0\.0\.1:\d+ id=2 user2$/.test(line));
+});
+
+Deno.test("server relays a line to every other client but not back to its sender", async () => {
+  await using server = new TestServer();
+  const [alice, bob, carol] = await room(server, 3);
+  using _clients = disposeAll(alice, bob, carol);
+  await alice.send("hello 你好\n");
+  assert.equal(await bob.until(/^</), "<user1> hello 你好");
+  assert.equal(await carol.until(/^</), "<user1> hello 你好");
+  await server.waitLog((line) => line === "<user1> hello 你好");
+  // Alice's next line proves she was not sent her own message.
+  await bob.send("reply\n");
+  assert.equal(await alice.until(/^</), "<user2> reply");
+});
+
+Deno.test("server reassembles Chinese text sent one byte at a time", async () => {
+  await using server = new TestServer();
+  const [alice, bob] = await room(server, 2);
+  using _clients = disposeAll(alice, bob);
+  const text = "你好，世界！这是一个测试。🙂";
+  for (const byte of bytes(text + "\n")) {
+    await alice.conn.write(new Uint8Array([byte]));
+  }
+  assert.equal(await bob.until(/^</), `<user1> ${text}`);
+});
+
+Deno.test("server answers a line over 255 bytes with ERR and keeps every other line", async () => {
+  await using server = new TestServer();
+  const [alice, bob] = await room(server, 2);
+  using _clients = disposeAll(alice, bob);
+  const exact = "界".repeat(85); // 255 bytes: the longest legal message
+  await alice.send(`before\n${"x".repeat(256)}\n${exact}\n${"y".repeat(100_000)}\nafter\n`);
+  assert.equal(await alice.line(), "ERR line too long (max 255 bytes)");
+  assert.equal(await alice.line(), "ERR line too long (max 255 bytes)");
+  assert.equal(await bob.until(/^</), "<user1> before");
+  assert.equal(await bob.line(), `<user1> ${exact}`);
+  assert.equal(await bob.line(), "<user1> after");
+});
+
+Deno.test("server accepts a 255-byte line ending in CRLF and drops the CR", async () => {
+  await using server = new TestServer();
+  const [alice, bob] = await room(server, 2);
+  using _clients = disposeAll(alice, bob);
+  await alice.send(`${"z".repeat(255)}\r\nshort\r\n`);
+  assert.equal(await bob.until(/^</), `<user1> ${"z".repeat(255)}`);
+  assert.equal(await bob.line(), "<user1> short");
+});
+
+Deno.test("server answers invalid UTF-8 with ERR and goes on", async () => {
+  await using server = new TestServer();
+  const [alice, bob] = await room(server, 2);
+  using _clients = disposeAll(alice, bob);
+  await alice.conn.write(new Uint8Array([0x61, 0xff, 0xfe, 0x0a, 0xe4, 0xbd, 0x0a]));
+  await alice.send("fine\n");
+  assert.equal(await alice.line(), "ERR invalid UTF-8");
+  assert.equal(await alice.line(), "ERR invalid UTF-8");
+  assert.equal(await bob.until(/^</), "<user1> fine");
+});
+
+Deno.test("server strips control characters so no escape sequence reaches another client", async () => {
+  await using server = new TestServer();
+  const [alice, bob] = await room(server, 2);
+  using _clients = disposeAll(alice, bob);
+  await alice.send("\x1b[2J\x1b]0;owned\x07red\u009b31m\ttab\x7f\n");
+  const relayed = await bob.until(/^</);
+  assert.equal(relayed, "<user1> [2J]0;ownedred31m\ttab");
+  assert.ok(!hasControlCharacters(relayed));
+});
+
+Deno.test("/nick renames, announces to everyone, and refuses taken, reserved and invalid names", async () => {
+  await using server = new TestServer();
+  const [alice, bob] = await room(server, 2);
+  using _clients = disposeAll(alice, bob);
+  await alice.send("/nick alice\n");
+  assert.equal(await alice.line(), "* user1 is now alice");
+  assert.equal(await bob.until(/^\*/), "* user1 is now alice");
+  for (
+    const [name, error] of [
+      ["ALICE", "ERR name taken: ALICE"],
+      ["ａｌｉｃｅ", "ERR name taken: ａｌｉｃｅ"],
+      ["Server", "ERR name reserved: Server"],
+      ["user1", "ERR name reserved: user1"],
+      ["bad name", "ERR invalid name: use 1-32 letters, digits, _ or -"],
+      ["a\u200bb", "ERR invalid name: use 1-32 letters, digits, _ or -"],
+      ["x".repeat(33), "ERR invalid name: use 1-32 letters, digits, _ or -"],
+    ]
+  ) {
+    await bob.send(`/nick ${name}\n`);
+    assert.equal(await bob.line(), error, name);
+  }
+  await bob.send("/nick\n");
+  assert.equal(await bob.line(), "ERR usage: /nick NAME");
+  await bob.send("/nick 张伟\n");
+  assert.equal(await bob.line(), "* user2 is now 张伟");
+  await bob.send("hi\n");
+  assert.equal(await alice.until(/^</), "<张伟> hi");
+  // A client may change the case of its own name.
+  await alice.send("/nick Alice\n");
+  assert.equal(await alice.line(), "* alice is now Alice");
+});
+
+Deno.test("/list shows one line per client like CLIENT LIST, then the count", async () => {
+  await using server = new TestServer();
+  const [alice, bob] = await room(server, 2);
+  using _clients = disposeAll(alice, bob);
+  await bob.send("/nick bob\n");
+  await alice.until("* user2 is now bob");
+  await alice.send("/list\n");
+  const port = (alice.conn.localAddr as Deno.NetAddr).port;
+  assert.match(
+    (await alice.line())!,
+    new RegExp(`^\\* id=1 name=user1 addr=127\\.0\\.0\\.1:${port} age=\\d+ idle=\\d+$`),
+  );
+  assert.match((await alice.line())!, /^\* id=2 name=bob addr=127\.0\.0\.1:\d+ age=\d+ idle=\d+$/);
+  assert.equal(await alice.line(), "* 2 clients");
+});
+
+Deno.test("/help lists the commands and an unknown command is an error", async () => {
+  await using server = new TestServer();
+  using alice = await join(server);
+  await alice.send("/help\n/frobnicate now\n");
+  const help = [];
+  for (let i = 0; i < 4; i++) help.push(await alice.line());
+  assert.deepEqual(help.map((line) => line!.split(/\s+/)[1]), ["/nick", "/list", "/quit", "/help"]);
+  assert.equal(await alice.line(), "ERR unknown command /frobnicate (try /help)");
+});
+
+Deno.test("/quit says bye, announces the leave and closes with FIN both ways", async () => {
+  await using server = new TestServer({ trace: true });
+  const [alice, bob] = await room(server, 2);
+  using _clients = disposeAll(alice, bob);
+  await alice.send("/quit\n");
+  assert.equal(await alice.line(), "* bye");
+  // The server's FIN: read returns end of stream, not a reset.
+  assert.equal(await alice.line(), null);
+  assert.equal(await bob.until(/^\*/), "* user1 left (quit)");
+  await alice.conn.closeWrite();
+  await server.waitLog((line) => / FIN received/.test(line));
+  await server.waitLog((line) => / closed \(socket released\)/.test(line));
+  const steps = server.logs.filter((line) =>
+    line.startsWith("trace ") &&
+    !line.includes(":" + (bob.conn.localAddr as Deno.NetAddr).port + " ")
+  );
+  assert.deepEqual(steps.map((line) => line.split(" ")[2]), ["accepted", "FIN", "FIN", "closed"]);
+  assert.match(steps[1], /FIN sent/);
+  assert.match(steps[2], /FIN received/);
+  await server.waitLog((line) => /^closed 127\.0\.0\.1:\d+ id=1 user1 \(quit\)$/.test(line));
+  assert.equal(server.server.clientCount, 1);
+});
+
+Deno.test("a client's half-close still delivers its lines, then the server closes its side", async () => {
+  await using server = new TestServer();
+  const [alice, bob] = await room(server, 2);
+  using _clients = disposeAll(alice, bob);
+  await alice.send("one\ntwo\n/list\n");
+  await alice.conn.closeWrite();
+  assert.equal(await bob.until(/^</), "<user1> one");
+  assert.equal(await bob.line(), "<user1> two");
+  assert.equal(await bob.line(), "* user1 left (eof)");
+  // Alice still gets the answer to what she sent before her FIN, then the server's FIN.
+  assert.deepEqual((await alice.lines.rest()).slice(-3).map((line) => line.split(" ")[1]), [
+    "id=1",
+    "id=2",
+    "2",
+  ]);
+  await server.waitLog((line) => / id=1 user1 \(eof\)$/.test(line));
+});
+
+Deno.test({
+  name: "a client that vanishes with a reset is removed without disturbing the others",
+  ignore: NEEDS_SPAWN,
+  async fn() {
+    await using server = new TestServer();
+    using bob = await join(server);
+    // Deno's close() always sends FIN; SO_LINGER 0 makes Python's close send RST.
+    const aborter = new Deno.Command("python3", {
+      args: ["-c", ABORTING_PEER, String(server.port)],
+      stdout: "null",
+    }).spawn();
+    assert.equal(await bob.until(/^\* user\d+ left/), "* user2 left (reset)");
+    assert.equal((await aborter.status).code, 0);
+    await bob.send("/list\n");
+    assert.match((await bob.line())!, /^\* id=1 /);
+    assert.equal(await bob.line(), "* 1 client");
+  },
+});
+
+/** Connects, reads the welcome line, then aborts the connection with RST. */
+const ABORTING_PEER = `
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.recv(1024)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+`;
+
+Deno.test("console lines reach every client as <server> text; /kick and /list work", async () => {
+  await using server = new TestServer();
+  const [alice, bob] = await room(server, 2);
+  using _clients = disposeAll(alice, bob);
+  server.server.console("hello from the console");
+  assert.equal(await alice.until(/^</), "<server> hello from the console");
+  assert.equal(await bob.until(/^</), "<server> hello from the console");
+  server.server.console("/list");
+  await server.waitLog((line) => line === "* 2 clients");
+  server.server.console("/kick 9");
+  await server.waitLog((line) => line === "no client with id 9 (see /list)");
+  server.server.console("/kick 1");
+  assert.equal(await alice.line(), "* kicked by server");
+  assert.equal(await alice.line(), null);
+  assert.equal(await bob.until(/^\*/), "* user1 left (kicked)");
+});
+
+Deno.test("shutdown tells every client, sends FIN, and finishes even if a peer never answers", async () => {
+  const server = new TestServer();
+  const [alice, bob] = await room(server, 2);
+  using _clients = disposeAll(alice, bob);
+  const started = Date.now();
+  const shutdown = server.server.shutdown();
+  assert.equal(await alice.line(), "* server shutting down");
+  assert.equal(await alice.line(), null);
+  assert.equal(await bob.until(/^\* server/), "* server shutting down");
+  await alice.conn.closeWrite(); // alice answers with her FIN; bob never does
+  await shutdown;
+  assert.ok(Date.now() - started < 3000, "shutdown must end inside 3 s");
+  assert.equal(server.server.connectionCount, 0);
+  await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: server.port }));
+});
+
+Deno.test("the client after --max-clients gets ERR server full and a clean close", async () => {
+  await using server = new TestServer({ maxClients: 1 });
+  using alice = await join(server);
+  using bob = await server.connect();
+  assert.equal(await bob.line(), "ERR server full (max 1 clients)");
+  assert.equal(await bob.line(), null);
+  await server.waitLog((line) => /^refused 127\.0\.0\.1:\d+: server full/.test(line));
+  await alice.send("/list\n");
+  assert.equal(await alice.until(/clients?$/), "* 1 client");
+});
+
+Deno.test("idle timeout closes only the silent client; receiving does not count as activity", async () => {
+  await using server = new TestServer({ idleTimeoutMs: 300 });
+  const [quiet, talker] = await room(server, 2);
+  using _clients = disposeAll(quiet, talker);
+  let notice = "";
+  // The talker keeps talking; the quiet one only receives, so only it times out.
+  while (notice !== "* idle timeout, bye") {
+    await talker.send("tick\n");
+    notice = await quiet.until(/^(<user2> tick|\* idle timeout, bye)$/);
+  }
+  assert.equal(await quiet.until(/^\*|^$/).catch(() => null), null);
+  await talker.send("/list\n");
+  assert.equal(await talker.until(/^\* \d+ clients?$/), "* 1 client");
+});
+
+Deno.test("echo mode sends back every valid line byte for byte and nothing else", async () => {
+  await using server = new TestServer({ mode: "echo" });
+  using client = await server.connect();
+  const lines = ["hello", "你好，世界", "", "🙂".repeat(63), "\ttab"];
+  await client.send(lines.join("\n") + "\n");
+  for (const line of lines) assert.equal(await client.line(), line);
+  await client.send(`a\n${"x".repeat(256)}\nb\r\n`);
+  client.conn.write(new Uint8Array([0xc0, 0xaf, 0x0a]));
+  await client.send("c\n");
+  assert.deepEqual(
+    [
+      await client.line(),
+      await client.line(),
+      await client.line(),
+      await client.line(),
+      await client.line(),
+    ],
+    ["a", "ERR line too long (max 255 bytes)", "b", "ERR invalid UTF-8", "c"],
+  );
+  await client.conn.closeWrite();
+  assert.equal(await client.line(), null);
+  assert.equal(client.lines.tail, "");
+});
