@@ -119,18 +119,28 @@ export async function runClient(
     }
   }
 
-  const sending = toServer();
-  const ending = await fromServer();
-  if (ending === "reset") {
-    io.status("connection reset by server");
-    return EXIT_RUNTIME_ERROR;
+  let done = false;
+  const sending = toServer().catch((error) => {
+    // Once the connection is closed, a send still waiting for input has nowhere to go.
+    if (!done) throw error;
+  });
+  try {
+    const ending = await fromServer();
+    if (ending === "reset") {
+      io.status("connection reset by server");
+      return EXIT_RUNTIME_ERROR;
+    }
+    if (weClosed) {
+      await sending;
+    } else {
+      io.status("connection closed by server");
+    }
+    return 0;
+  } finally {
+    done = true;
+    // Both FINs have been exchanged (or the connection was reset): free the socket.
+    conn.close();
   }
-  if (!weClosed) {
-    io.status("connection closed by server");
-  } else {
-    await sending;
-  }
-  return 0;
 }
 
 function joinLine(message: Uint8Array): Uint8Array {
