@@ -257,7 +257,8 @@ export function startServer(options: ServerOptions = {}): Server {
     client.state = "leaving";
     if (registry.delete(client.id)) {
       log(`closed ${client.address} id=${client.id} ${client.name} (${cause})`);
-      if (mode === "chat") broadcast(say.left(client.name, cause));
+      // In a shutdown everybody is leaving: each gets the shutdown notice instead.
+      if (mode === "chat" && !shuttingDown) broadcast(say.left(client.name, cause));
     } else {
       log(`closed ${client.address} (${cause})`);
     }
