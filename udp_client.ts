@@ -30,7 +30,6 @@ import {
   formatAddress,
   parseFlags,
   parseInteger,
-  parsePort,
   runMain,
   UsageError,
 } from "./cli.ts";
@@ -291,7 +290,8 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const port = parsePort(flags.port);
+  // Port 0 means "any" only when binding; a datagram cannot be sent to it.
+  const port = parseInteger("--port", flags.port, 1, 65535);
   if (flags.name !== undefined && nameError(flags.name) !== undefined) {
     throw new UsageError(`Cannot use --name "${flags.name}": ${nameError(flags.name)!.slice(4)}`);
   }

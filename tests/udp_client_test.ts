@@ -383,6 +383,7 @@ Deno.test({
     }
     const cases: [string[], string][] = [
       [["--timeout", "5"], "--timeout needs --expect-reply"],
+      [["--port", "0"], 'Cannot parse --port "0": must be a whole number from 1 to 65535'],
       [
         ["--expect-reply", "--retries", "many"],
         'Cannot parse --retries "many": must be a whole number from 0 to 100',

@@ -290,6 +290,22 @@ Deno.test("console lines go to every peer as <server> text; shutdown tells them"
   assert.equal(await bob.next(), say.shuttingDown);
 });
 
+Deno.test("console /list shows the peers and /kick ID forgets one", async () => {
+  await withServer({}, async (server, logs) => {
+    using alice = await joinAs(server, "alice");
+    using bob = await joinAs(server, "bob");
+    await alice.next(); // * bob joined
+    server.console("/list");
+    assert.ok(logs.includes(say.count(2, "peer")));
+    server.console("/kick 2");
+    assert.equal(await bob.next(), say.kicked);
+    assert.equal(await alice.next(), say.left("bob", "kicked"));
+    assert.equal(server.peerCount, 1);
+    server.console("/kick 99");
+    assert.equal(logs.at(-1), "no peer with id 99 (see /list)");
+  });
+});
+
 Deno.test("no datagram of any size or content crashes the server or passes the bound", async () => {
   await withServer({ maxPeers: 3 }, async (server) => {
     using watcher = await joinAs(server, "watcher");
