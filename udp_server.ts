@@ -279,10 +279,10 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
   }
 
   // One datagram per line: a 1000-line list in one datagram would pass the UDP maximum.
-  async function listPeers(output: (line: string) => unknown): Promise<void> {
+  async function listPeers(output: (line: string) => Promise<void>): Promise<void> {
     const now = Date.now();
-    await output(say.count(peers.size, "peer"));
     for (const peer of [...peers.values()]) await output(listLine(peer, now));
+    await output(say.count(peers.size, "peer"));
   }
 
   async function refuse(from: Deno.NetAddr, address: string, bytes: Uint8Array, error: string) {
@@ -344,9 +344,11 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
       return;
     }
     switch (command.name) {
-      case "/list":
-        listPeers(log);
-        return;
+      case "/list": {
+        const now = Date.now();
+        for (const peer of peers.values()) log(listLine(peer, now));
+        return log(say.count(peers.size, "peer"));
+      }
       case "/kick": {
         const peer = [...peers.values()].find((peer) => String(peer.id) === command.argument);
         if (peer === undefined) return log(`no peer with id ${command.argument} (see /list)`);

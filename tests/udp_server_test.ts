@@ -147,12 +147,12 @@ Deno.test("chat mode answers /list, /help, a taken name and an unknown command",
     using alice = await joinAs(server, "alice");
     using bob = await joinAs(server, "bob");
     await bob.send(server.addr, "/list\n");
-    assert.equal(await bob.next(), say.count(2, "peer"));
     assert.match(
       await bob.next(),
       new RegExp(`^\\* id=1 name=alice addr=127\\.0\\.0\\.1:${alice.addr.port} age=0 idle=0$`),
     );
     assert.match(await bob.next(), /^\* id=2 name=bob /);
+    assert.equal(await bob.next(), say.count(2, "peer"));
     await bob.send(server.addr, "/help\n");
     for (const line of say.help) assert.equal(await bob.next(), line);
     await bob.send(server.addr, "/nick ALICE\n");
