@@ -35,6 +35,7 @@ export const MAX_INCOMING_LINE_BYTES = 512;
 export const READ_BUFFER_SIZE = 16 * 1024;
 
 const NEWLINE = 0x0a;
+const EMPTY = new Uint8Array(0);
 const CARRIAGE_RETURN = 0x0d;
 
 /** What {@linkcode LineFramer.push} yields for a line over the limit (dropped whole). */
@@ -55,15 +56,15 @@ export class LineFramer {
   // The unfinished line from earlier chunks; room for the limit plus a "\r".
   // Two buffers, swapped when a line is finished from one, so that the line
   // stays valid while the rest of the same chunk starts the next partial line.
-  #partial: Uint8Array;
-  #spare: Uint8Array;
+  // Both are made on first use: most connections never split a line, and an
+  // idle server holds thousands of framers.
+  #partial: Uint8Array = EMPTY;
+  #spare: Uint8Array = EMPTY;
   #partialLength = 0;
   #discarding = false;
 
   constructor(maxLineBytes: number = MAX_MESSAGE_BYTES) {
     this.#maxLineBytes = maxLineBytes;
-    this.#partial = new Uint8Array(maxLineBytes + 1);
-    this.#spare = new Uint8Array(maxLineBytes + 1);
   }
 
   /** Bytes held for an unfinished line (never more than the limit plus one). */
@@ -116,6 +117,10 @@ export class LineFramer {
 
   #keepPartial(rest: Uint8Array): void {
     if (this.#discarding) return;
+    if (this.#partial === EMPTY) {
+      this.#partial = new Uint8Array(this.#maxLineBytes + 1);
+      this.#spare = new Uint8Array(this.#maxLineBytes + 1);
+    }
     const total = this.#partialLength + rest.length;
     if (total > this.#partial.length) {
       // Over the limit with no "\n" yet: drop it now instead of buffering more.

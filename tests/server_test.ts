@@ -2,7 +2,7 @@
  * In-process tests of server.ts: real sockets on 127.0.0.1, port 0.
  */
 import assert from "node:assert/strict";
-import { type Server, type ServerOptions, startServer } from "../server.ts";
+import { ANNOUNCE_LIMIT, type Server, type ServerOptions, startServer } from "../server.ts";
 import { hasControlCharacters } from "../line_buffer.ts";
 import { bytes, LineReader, NEEDS_SPAWN } from "./util.ts";
 
@@ -395,4 +395,24 @@ Deno.test("echo mode sends back every valid line byte for byte and nothing else"
   await client.conn.closeWrite();
   assert.equal(await client.line(), null);
   assert.equal(client.lines.tail, "");
+});
+
+Deno.test("joins, leaves and renames are not announced once the room is over ANNOUNCE_LIMIT", async () => {
+  await using server = new TestServer();
+  const clients: TestClient[] = [];
+  using _clients = { [Symbol.dispose]: () => clients.forEach((c) => c[Symbol.dispose]()) };
+  for (let i = 0; i < ANNOUNCE_LIMIT; i++) clients.push(await join(server));
+  // The first client hears every join up to the limit.
+  for (let id = 2; id <= ANNOUNCE_LIMIT; id++) {
+    assert.equal(await clients[0].line(), `* user${id} joined`);
+  }
+  const crowd = await join(server);
+  clients.push(crowd);
+  await crowd.send("/nick latecomer\nhello from the crowd\n");
+  assert.equal(await crowd.line(), `* user${ANNOUNCE_LIMIT + 1} is now latecomer`);
+  // No join or rename notice came before the message: the room is too big for them.
+  assert.equal(await clients[0].line(), "<latecomer> hello from the crowd");
+  // Once it has left, the room is back at the limit, so the leave is announced.
+  clients.pop()!.conn.close();
+  assert.equal(await clients[0].line(), "* latecomer left (eof)");
 });
