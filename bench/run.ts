@@ -1014,16 +1014,17 @@ async function main(args: string[]): Promise<number> {
     );
   }
   const micro = only.includes("micro") ? await runMicro() : [];
-  const scenarios: ScenarioResult[] = [];
-  for (const scenario of SCENARIOS) {
-    if (only.includes(scenario.id)) scenarios.push(await runScenario(scenario, duration, repeats));
-  }
+  // Idle memory first: it is short, and the time budget only cuts the repeats of the rest.
   const idle: IdleRow[] = [];
   if (only.includes("idle")) {
     console.log(`\n== ${IDLE_CONNECTIONS} idle chat connections: server RSS`);
     for (const spec of IDLE_SERVERS) idle.push(await runIdle(spec));
   }
 
+  const scenarios: ScenarioResult[] = [];
+  for (const scenario of SCENARIOS) {
+    if (only.includes(scenario.id)) scenarios.push(await runScenario(scenario, duration, repeats));
+  }
   const table = summaryTable(scenarios, idle);
   const elapsedS = (Date.now() - started) / 1000;
   console.log(`\n${table}\n`);
