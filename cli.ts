@@ -6,6 +6,7 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { readInputMessages } from "./line_buffer.ts";
 
 export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_PORT = 9090;
@@ -14,6 +15,9 @@ export const EXIT_USAGE_ERROR = 2;
 
 /** A bad command line; the message is shown with a pointer to `--help`. */
 export class UsageError extends Error {}
+
+/** An expected failure at run time (port in use, refused...); shown as it is, exit 1. */
+export class RuntimeError extends Error {}
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -110,6 +114,66 @@ export function describeNetError(
   return undefined;
 }
 
+/**
+ * Runs `action`; an expected network failure becomes a {@linkcode RuntimeError}
+ * saying `script: what: reason`, anything else propagates as the bug it is.
+ */
+export async function withNetErrors<T>(
+  script: string,
+  what: string,
+  action: () => T | Promise<T>,
+): Promise<T> {
+  try {
+    return await action();
+  } catch (error) {
+    const message = describeNetError(script, error, `${script}: ${what}`);
+    if (message === undefined) throw error;
+    throw new RuntimeError(message);
+  }
+}
+
+/** An error's message, for a log line. */
+export function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** What the TCP and UDP servers both offer to {@linkcode serve}. */
+export interface ConsoleServer {
+  addr: Deno.Addr;
+  /** Runs a console command or relays a console line. */
+  console(line: string): void;
+  shutdown(): Promise<void>;
+  finished: Promise<void>;
+}
+
+/**
+ * Runs a started server until it shuts down: prints the listening line,
+ * shuts down on SIGINT or SIGTERM, and feeds it the lines typed at the
+ * console. The server keeps running when stdin ends.
+ */
+export async function serve(
+  script: string,
+  server: ConsoleServer,
+  description: string,
+): Promise<number> {
+  console.log(`listening on ${formatAddress(server.addr)} (${description})`);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => server.shutdown());
+  }
+  (async () => {
+    const decoder = new TextDecoder();
+    try {
+      for await (const message of readInputMessages(Deno.stdin)) {
+        server.console(decoder.decode(message));
+      }
+    } catch (error) {
+      console.error(`${script}: console input failed: ${errorText(error)}`);
+    }
+  })();
+  await server.finished;
+  return 0;
+}
+
 /** Prints `message` on stderr and exits with `code`. */
 export function fail(message: string, code: number = EXIT_RUNTIME_ERROR): never {
   console.error(message);
@@ -117,8 +181,9 @@ export function fail(message: string, code: number = EXIT_RUNTIME_ERROR): never 
 }
 
 /**
- * Runs a script's `main`, turning usage errors and expected network errors
- * into one line on stderr; anything else is a bug and keeps its stack trace.
+ * Runs a script's `main`, turning usage errors, runtime errors and a missing
+ * permission into one line on stderr; anything else is a bug and keeps its
+ * stack trace.
  */
 export async function runMain(
   script: string,
@@ -131,6 +196,7 @@ export async function runMain(
     if (error instanceof UsageError) {
       fail(`${script}: ${error.message} (see --help)`, EXIT_USAGE_ERROR);
     }
+    if (error instanceof RuntimeError) fail(error.message, EXIT_RUNTIME_ERROR);
     if (error instanceof Deno.errors.NotCapable) {
       fail(describeNetError(script, error, "")!);
     }

@@ -26,13 +26,13 @@ import {
 import {
   DEFAULT_HOST,
   DEFAULT_PORT,
-  describeNetError,
   EXIT_RUNTIME_ERROR,
   formatAddress,
   parseFlags,
   parsePort,
   runMain,
   UsageError,
+  withNetErrors,
 } from "./cli.ts";
 import { nameError } from "./protocol.ts";
 
@@ -166,20 +166,12 @@ export async function main(args: string[]): Promise<number> {
     throw new UsageError(`Cannot use --name "${flags.name}": ${nameError(flags.name)!.slice(4)}`);
   }
 
-  let conn: Deno.TcpConn;
-  try {
+  const conn = await withNetErrors(
+    "client.ts",
+    `cannot connect to ${flags.host}:${port}`,
     // Handshake: connect() returns once SYN, SYN-ACK, ACK have completed.
-    conn = await Deno.connect({ hostname: flags.host, port, transport: "tcp" });
-  } catch (error) {
-    const message = describeNetError(
-      "client.ts",
-      error,
-      `client.ts: cannot connect to ${flags.host}:${port}`,
-    );
-    if (message === undefined) throw error;
-    console.error(message);
-    return EXIT_RUNTIME_ERROR;
-  }
+    () => Deno.connect({ hostname: flags.host, port, transport: "tcp" }),
+  );
   console.error(
     `connected to ${formatAddress(conn.remoteAddr)} from ${formatAddress(conn.localAddr)}`,
   );

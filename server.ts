@@ -20,21 +20,21 @@ import {
   LINE_TOO_LONG,
   LineFramer,
   READ_BUFFER_SIZE,
-  readInputMessages,
   sanitize,
   writeAll,
 } from "./line_buffer.ts";
 import {
   DEFAULT_HOST,
   DEFAULT_PORT,
-  describeNetError,
-  EXIT_RUNTIME_ERROR,
+  errorText,
   formatAddress,
   parseChoice,
   parseFlags,
   parseInteger,
   parsePort,
   runMain,
+  serve,
+  withNetErrors,
 } from "./cli.ts";
 import {
   defaultName,
@@ -81,6 +81,8 @@ const PAUSE_READING_BYTES = 64 * 1024;
 // clients: each announcement goes to everyone, so a crowd of N arriving would
 // cost N * N / 2 notices (12.5 million for 5,000 clients).
 export const ANNOUNCE_LIMIT = 100;
+// After an accept() failure that is not one client's doing (out of descriptors).
+const ACCEPT_RETRY_MS = 100;
 // Queued messages are joined into writes of at most this size.
 const MAX_WRITE_BYTES = 64 * 1024;
 
@@ -460,9 +462,13 @@ export function startServer(options: ServerOptions = {}): Server {
         conn = await listener.accept();
       } catch (error) {
         if (shuttingDown || error instanceof Deno.errors.BadResource) return;
-        // Out of descriptors or a connection reset before accept: log, go on.
-        log(`accept failed: ${errorText(error)}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        // A client that reset before we accepted it (Deno says NotConnected when
+        // the peer's address is already gone): nothing to serve, take the next one.
+        if (isReset(error) || error instanceof Deno.errors.NotConnected) continue;
+        // Out of descriptors, most likely: say so, and give closing connections a
+        // moment to free some instead of spinning.
+        log(`accept failed: ${errorText(error)} (is ulimit -n too low?)`);
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
         continue;
       }
       accept(conn);
@@ -560,10 +566,6 @@ function isReset(error: unknown): boolean {
     error instanceof Deno.errors.ConnectionAborted;
 }
 
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 export async function main(args: string[]): Promise<number> {
   const flags = parseFlags(args, {
     host: { type: "string", default: DEFAULT_HOST },
@@ -589,38 +591,12 @@ export async function main(args: string[]): Promise<number> {
     trace: flags.trace,
   };
 
-  let server: Server;
-  try {
-    server = startServer(options);
-  } catch (error) {
-    const message = describeNetError(
-      "server.ts",
-      error,
-      `server.ts: cannot listen on ${options.host}:${options.port}`,
-    );
-    if (message === undefined) throw error;
-    console.error(message);
-    return EXIT_RUNTIME_ERROR;
-  }
-  console.log(`listening on ${formatAddress(server.addr)} (tcp, ${options.mode})`);
-
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => server.shutdown());
-  }
-  readConsole(server);
-  await server.finished;
-  return 0;
-}
-
-/** Feeds lines typed at the server to it; the server runs on when stdin ends. */
-async function readConsole(server: Server): Promise<void> {
-  try {
-    for await (const message of readInputMessages(Deno.stdin)) {
-      server.console(new TextDecoder().decode(message));
-    }
-  } catch (error) {
-    console.error(`server.ts: console input failed: ${errorText(error)}`);
-  }
+  const server = await withNetErrors(
+    "server.ts",
+    `cannot listen on ${options.host}:${options.port}`,
+    () => startServer(options),
+  );
+  return await serve("server.ts", server, `tcp, ${options.mode}`);
 }
 
 if (import.meta.main) runMain("server.ts", () => main(Deno.args));

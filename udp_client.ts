@@ -31,7 +31,9 @@ import {
   parseFlags,
   parseInteger,
   runMain,
+  RuntimeError,
   UsageError,
+  withNetErrors,
 } from "./cli.ts";
 import { nameError } from "./protocol.ts";
 
@@ -324,31 +326,19 @@ export async function main(args: string[]): Promise<number> {
     interactive: Deno.stdin.isTerminal(),
   };
 
-  let socket: Deno.DatagramConn;
-  try {
-    // Replies are recognised by their source, so the server's name must become its address.
-    const address = await lookup(flags.host).then((found) => found.address, () => undefined);
-    if (address === undefined) {
-      console.error(`udp_client.ts: cannot send to ${flags.host}:${port}: unknown host`);
-      return EXIT_RUNTIME_ERROR;
-    }
-    options.server = { transport: "udp", hostname: address, port };
-    // No connect for UDP: bind our own port (0: any) and name the server on every send.
-    socket = Deno.listenDatagram({
-      transport: "udp",
-      hostname: localHostFor(options.server),
-      port: 0,
-    });
-  } catch (error) {
-    const message = describeNetError(
-      "udp_client.ts",
-      error,
-      `udp_client.ts: cannot send to ${flags.host}:${port}`,
-    );
-    if (message === undefined) throw error;
-    console.error(message);
-    return EXIT_RUNTIME_ERROR;
+  // Replies are recognised by their source, so the server's name must become its address.
+  const address = await lookup(flags.host).then((found) => found.address, () => undefined);
+  if (address === undefined) {
+    throw new RuntimeError(`udp_client.ts: cannot send to ${flags.host}:${port}: unknown host`);
   }
+  const server: Deno.NetAddr = { transport: "udp", hostname: address, port };
+  options.server = server;
+  // No connect for UDP: bind our own port (0: any) and name the server on every send.
+  const socket = await withNetErrors(
+    "udp_client.ts",
+    `cannot send to ${flags.host}:${port}`,
+    () => Deno.listenDatagram({ transport: "udp", hostname: localHostFor(server), port: 0 }),
+  );
   if (options.interactive) {
     console.error(
       `sending to ${formatAddress(options.server)} from ${formatAddress(socket.addr)} (udp)`,

@@ -20,21 +20,21 @@ import {
   isValidUtf8,
   MAX_BUFFER_SIZE,
   MAX_MESSAGE_BYTES,
-  readInputMessages,
   sanitize,
 } from "./line_buffer.ts";
 import {
   DEFAULT_HOST,
   DEFAULT_PORT,
-  describeNetError,
-  EXIT_RUNTIME_ERROR,
+  errorText,
   formatAddress,
   parseChoice,
   parseFlags,
   parseInteger,
   parsePort,
   runMain,
+  serve,
   UsageError,
+  withNetErrors,
 } from "./cli.ts";
 import {
   defaultName,
@@ -391,10 +391,6 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
   };
 }
 
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /** Seconds, fractions allowed (0.2 for a quick test), from just above 0 to a day. */
 export function parseSeconds(flag: string, value: string): number {
   const seconds = /^\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
@@ -427,38 +423,12 @@ export async function main(args: string[]): Promise<number> {
     maxPeers: parseInteger("--max-peers", flags["max-peers"], 1, 1_000_000),
   };
 
-  let server: UdpServer;
-  try {
-    server = startUdpServer(options);
-  } catch (error) {
-    const message = describeNetError(
-      "udp_server.ts",
-      error,
-      `udp_server.ts: cannot listen on ${options.host}:${options.port}`,
-    );
-    if (message === undefined) throw error;
-    console.error(message);
-    return EXIT_RUNTIME_ERROR;
-  }
-  console.log(`listening on ${formatAddress(server.addr)} (udp, ${options.mode})`);
-
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => server.shutdown());
-  }
-  readConsole(server);
-  await server.finished;
-  return 0;
-}
-
-/** Feeds lines typed at the server to it; the server runs on when stdin ends. */
-async function readConsole(server: UdpServer): Promise<void> {
-  try {
-    for await (const message of readInputMessages(Deno.stdin)) {
-      server.console(decodeUtf8(message));
-    }
-  } catch (error) {
-    console.error(`udp_server.ts: console input failed: ${errorText(error)}`);
-  }
+  const server = await withNetErrors(
+    "udp_server.ts",
+    `cannot listen on ${options.host}:${options.port}`,
+    () => startUdpServer(options),
+  );
+  return await serve("udp_server.ts", server, `udp, ${options.mode}`);
 }
 
 if (import.meta.main) runMain("udp_server.ts", () => main(Deno.args));
