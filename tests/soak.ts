@@ -1,0 +1,55 @@
+#!/usr/bin/env -S deno run --allow-net --allow-run --allow-read --allow-env
+/**
+ * The soak: the stress suite's TCP scenarios at ten times the CI scale, one
+ * after the other, printing each one's counts and the server's peak RSS.
+ * Not run in CI; it takes minutes. Needs a descriptor limit above 6,000
+ * (3,000 clients here and 3,000 in the server process).
+ *
+ *   deno task soak              every scenario once
+ *   deno task soak fanout churn only those
+ *
+ * @module
+ */
+import {
+  churn,
+  fanout,
+  hostile,
+  MB,
+  ServerProcess,
+  shutdownUnderLoad,
+  slowConsumer,
+} from "./stress_scenarios.ts";
+
+const SCENARIOS: Record<string, (server: ServerProcess) => Promise<object>> = {
+  // Ten times the clients (3,000 × 10 messages), and 1,000 clients × 30 messages: each
+  // receiver gets 29,970 lines, under its 1 MiB queue bound even if it reads late.
+  fanout: (server) => fanout(server, 3000, 10, 600_000),
+  fanout_1000: (server) => fanout(server, 1000, 30, 600_000),
+  slow: (server) => slowConsumer(server, 100, 2000, MB, 600_000),
+  hostile: (server) => hostile(server, 500, 1, 600_000),
+  churn: (server) =>
+    churn(server, 50_000, 600_000, ["graceful", "abort", "half_close", "unread_close"]),
+  shutdown: (server) => shutdownUnderLoad(server, 1000, 50_000, 600_000),
+};
+
+const chosen = Deno.args.length > 0 ? Deno.args : Object.keys(SCENARIOS);
+let failed = false;
+for (const name of chosen) {
+  const scenario = SCENARIOS[name];
+  if (scenario === undefined) {
+    console.error(`soak.ts: unknown scenario "${name}": use ${Object.keys(SCENARIOS).join(", ")}`);
+    Deno.exit(2);
+  }
+  // More clients than the default --max-clients of 1,000.
+  await using server = await ServerProcess.start(["--max-clients", "5000"]);
+  const started = performance.now();
+  try {
+    const result = await scenario(server);
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    console.log(`${name} (${seconds} s): ${JSON.stringify(result)}`);
+  } catch (error) {
+    failed = true;
+    console.log(`${name}: FAILED: ${error instanceof Error ? error.message : error}`);
+  }
+}
+Deno.exit(failed ? 1 : 0);
