@@ -17,6 +17,7 @@
  * ```
  * @module
  */
+import { isUtf8 } from "node:buffer";
 
 /** The 256-byte buffer of the original: one message and its "\n". */
 export const MAX_BUFFER_SIZE = 256;
@@ -70,6 +71,25 @@ export class LineFramer {
   /** Bytes held for an unfinished line (never more than the limit plus one). */
   get bufferedBytes(): number {
     return this.#partialLength;
+  }
+
+  /**
+   * The fast path for handling a chunk's lines as one block: if the framer
+   * holds no unfinished line, returns where the chunk's last complete line
+   * ends, provided every line up to there is within the limit and does not
+   * end in "\r". Otherwise, or with no complete line, returns 0. Changes nothing:
+   * the caller handles `chunk.subarray(0, end)` and pushes the rest.
+   */
+  wholeLinesEnd(chunk: Uint8Array): number {
+    if (this.#partialLength > 0 || this.#discarding) return 0;
+    const end = chunk.lastIndexOf(NEWLINE) + 1;
+    for (let start = 0; start < end;) {
+      const newline = chunk.indexOf(NEWLINE, start);
+      // Only a "\r" just before the "\n" is dropped; elsewhere it is text.
+      if (newline - start > this.#maxLineBytes || chunk[newline - 1] === CARRIAGE_RETURN) return 0;
+      start = newline + 1;
+    }
+    return end;
   }
 
   /**
@@ -194,11 +214,16 @@ export function splitMessage(
   return pieces;
 }
 
+// From this size on the runtime's native check (simdutf: about 20 GB/s on
+// ASCII) beats the loop below despite its cost per call (about 40 ns).
+const NATIVE_CHECK_BYTES = 128;
+
 /**
  * Is `bytes` well-formed UTF-8 (no overlongs, no surrogates, nothing past
- * U+10FFFF)? Checked by hand so the echo path never has to decode.
+ * U+10FFFF)? Checked without decoding, so the echo path never builds strings.
  */
 export function isValidUtf8(bytes: Uint8Array): boolean {
+  if (bytes.length >= NATIVE_CHECK_BYTES) return isUtf8(bytes);
   const length = bytes.length;
   let i = 0;
   while (i < length) {

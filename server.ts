@@ -401,7 +401,15 @@ export function startServer(options: ServerOptions = {}): Server {
         // After /quit, a kick or shutdown, input is read only to find the FIN.
         if (client.state !== "open") continue;
         client.lastHeardAt = Date.now();
-        handleFrames(client, framer.push(buffer.subarray(0, n)));
+        const chunk = buffer.subarray(0, n);
+        // Echo's fast path: a block of good lines goes back as one copy, one write.
+        const end = mode === "echo" ? framer.wholeLinesEnd(chunk) : 0;
+        if (end > 0 && isValidUtf8(chunk.subarray(0, end))) {
+          send(client, chunk.slice(0, end));
+          framer.push(chunk.subarray(end));
+        } else {
+          handleFrames(client, framer.push(chunk));
+        }
         if (n === buffer.length && buffer.length < READ_BUFFER_SIZE) {
           buffer = new Uint8Array(READ_BUFFER_SIZE);
         }

@@ -930,3 +930,38 @@ Deno.test("readInputMessages() never sends the \r of a split \r\n as a message o
   const atEnd = await collectMessages(new ChunkReader([encoder.encode("x".repeat(255) + "\r")]));
   assert.deepEqual(atEnd.map((message) => message.length), [255]);
 });
+
+Deno.test("LineFramer.wholeLinesEnd() offers a block only of whole, short lines without \\r", () => {
+  const cases: [string, string, number][] = [
+    // [what the framer already holds, the chunk, expected end]
+    ["", "a\nbb\n", 5], // every line whole: the block is the chunk
+    ["", "a\nbb\npart", 5], // the unfinished tail is left for push()
+    ["", "no newline yet", 0],
+    ["", "a\r\nb\n", 0], // a \r before \n must be dropped line by line
+    ["", "a\rb\nc\n", 6], // a \r inside a line is text
+    ["", `${"x".repeat(255)}\n`, 256], // exactly the limit
+    ["", `ok\n${"x".repeat(256)}\n`, 0], // a line over the limit needs its error
+    ["held", "tail\nnext\n", 0], // the first line started in an earlier chunk
+  ];
+  for (const [held, chunk, expected] of cases) {
+    const framer = new LineFramer();
+    if (held !== "") framer.push(encoder.encode(held));
+    assert.equal(framer.wholeLinesEnd(encoder.encode(chunk)), expected, JSON.stringify(chunk));
+    assert.equal(framer.bufferedBytes, held.length, "wholeLinesEnd() changes nothing");
+  }
+  const discarding = new LineFramer();
+  discarding.push(encoder.encode("y".repeat(300)));
+  assert.equal(discarding.wholeLinesEnd(encoder.encode("rest\nok\n")), 0);
+});
+
+Deno.test("isValidUtf8() gives the same answers for long inputs, where it uses the native check", () => {
+  const long = encoder.encode("你好，世界 ".repeat(40));
+  assert.ok(long.length >= 128);
+  assert.equal(isValidUtf8(long), true);
+  for (const bad of [[0xc0, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xe4, 0xbd]]) {
+    const broken = new Uint8Array(long.length + bad.length);
+    broken.set(long);
+    broken.set(bad, long.length);
+    assert.equal(isValidUtf8(broken), false, bad.join(","));
+  }
+});

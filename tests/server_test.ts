@@ -416,3 +416,17 @@ Deno.test("joins, leaves and renames are not announced once the room is over ANN
   clients.pop()!.conn.close();
   assert.equal(await clients[0].line(), "* latecomer left (eof)");
 });
+
+Deno.test("echo mode gives the same answers whichever way the lines are cut into reads", async () => {
+  await using server = new TestServer({ mode: "echo" });
+  using client = await server.connect();
+  // A block of good lines ending in a partial line, the partial line's end with a
+  // bad line in the same read, then good lines again.
+  await client.send("one\ntwo\nthr");
+  assert.equal(await client.line(), "one");
+  assert.equal(await client.line(), "two");
+  await client.conn.write(new Uint8Array([...bytes("ee\nfour\n"), 0xff, 0x0a, ...bytes("five\n")]));
+  await client.send("六\n七\n");
+  const expected = ["three", "four", "ERR invalid UTF-8", "five", "六", "七"];
+  for (const line of expected) assert.equal(await client.line(), line);
+});
