@@ -24,6 +24,7 @@ import {
   writeAll,
 } from "./line_buffer.ts";
 import {
+  consoleLog,
   DEFAULT_HOST,
   DEFAULT_PORT,
   errorText,
@@ -599,12 +600,13 @@ export async function main(args: string[]): Promise<number> {
     trace: flags.trace,
   };
 
+  const log = consoleLog();
   const server = await withNetErrors(
     "server.ts",
     `cannot listen on ${options.host}:${options.port}`,
-    () => startServer(options),
+    () => startServer({ ...options, log: log.line }),
   );
-  return await serve("server.ts", server, `tcp, ${options.mode}`);
+  return await serve("server.ts", server, `tcp, ${options.mode}`, log);
 }
 
 if (import.meta.main) runMain("server.ts", () => main(Deno.args));

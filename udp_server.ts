@@ -23,6 +23,7 @@ import {
   sanitize,
 } from "./line_buffer.ts";
 import {
+  consoleLog,
   DEFAULT_HOST,
   DEFAULT_PORT,
   errorText,
@@ -423,12 +424,13 @@ export async function main(args: string[]): Promise<number> {
     maxPeers: parseInteger("--max-peers", flags["max-peers"], 1, 1_000_000),
   };
 
+  const log = consoleLog();
   const server = await withNetErrors(
     "udp_server.ts",
     `cannot listen on ${options.host}:${options.port}`,
-    () => startUdpServer(options),
+    () => startUdpServer({ ...options, log: log.line }),
   );
-  return await serve("udp_server.ts", server, `udp, ${options.mode}`);
+  return await serve("udp_server.ts", server, `udp, ${options.mode}`, log);
 }
 
 if (import.meta.main) runMain("udp_server.ts", () => main(Deno.args));

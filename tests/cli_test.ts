@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import {
+  consoleLog,
   DEFAULT_HOST,
   describeNetError,
   EXIT_RUNTIME_ERROR,
   EXIT_USAGE_ERROR,
   fail,
   formatAddress,
+  MAX_LOG_BUFFER_BYTES,
   parseChoice,
   parseFlags,
   parseInteger,
@@ -408,4 +410,54 @@ Deno.test("runMain() lets an unexpected error through without exiting", async ()
     captureExit(() => runMain("server.ts", () => Promise.reject(bug))),
     (error) => error === bug,
   );
+});
+
+/** A console that holds each write until the test lets it finish. */
+class SlowConsole {
+  writes: string[] = [];
+  #release: (() => void)[] = [];
+
+  write(bytes: Uint8Array): Promise<number> {
+    this.writes.push(new TextDecoder().decode(bytes));
+    return new Promise((resolve) => this.#release.push(() => resolve(bytes.length)));
+  }
+
+  releaseAll(): void {
+    this.#release.splice(0).forEach((release) => release());
+  }
+}
+
+Deno.test("consoleLog() writes the lines of one turn in one write, in order", async () => {
+  const out = new SlowConsole();
+  const log = consoleLog(out);
+  log.line("one");
+  log.line("two");
+  log.line("三");
+  const flushed = log.flushed();
+  await Promise.resolve();
+  out.releaseAll();
+  await flushed;
+  assert.deepEqual(out.writes, ["one\ntwo\n三\n"]);
+});
+
+Deno.test("consoleLog() holds at most its bound for a slow console and counts what it drops", async () => {
+  const out = new SlowConsole();
+  const log = consoleLog(out);
+  log.line("first");
+  await new Promise((resolve) => setTimeout(resolve, 0)); // the first write is now stuck
+  const line = "x".repeat(1000);
+  const lines = Math.ceil(MAX_LOG_BUFFER_BYTES / 1001) + 50;
+  for (let i = 0; i < lines; i++) log.line(line);
+  let flushing = true;
+  const flushed = log.flushed().then(() => (flushing = false));
+  while (flushing) {
+    out.releaseAll();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  await flushed;
+  const written = out.writes.join("").split("\n").filter((text) => text !== "");
+  const kept = written.filter((text) => text === line).length;
+  assert.ok(kept * 1001 <= MAX_LOG_BUFFER_BYTES, `${kept} lines were buffered`);
+  const dropped = Number(/^\((\d+) log lines dropped/.exec(written[written.length - 1])?.[1]);
+  assert.equal(kept + dropped, lines);
 });

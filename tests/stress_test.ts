@@ -48,7 +48,7 @@ Deno.test({
   ignore: NEEDS_SPAWN,
   async fn() {
     await using server = await ServerProcess.start(["--max-queue", String(MB)]);
-    const result = await slowConsumer(server, 10, 5000, MB, 60_000);
+    const result = await slowConsumer(server, 10, 20_000, MB, 60_000);
     report("slow consumer", result);
     assert.equal(result.lost, 0);
     assert.match(
