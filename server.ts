@@ -214,8 +214,13 @@ export function startServer(options: ServerOptions = {}): Server {
         await writeAll(client.conn, batch);
         client.queuedBytes -= batch.length;
       }
-      if (client.state === "leaving" && !client.finSent) {
-        // Close, step 1 (or 3): our FIN. Half-close: we can still read theirs.
+      if (client.state === "leaving" && !client.finSent && client.finReceived) {
+        // Close, step 3: the client's FIN is in, so close() sends ours and
+        // frees the socket in one step (releaseIfDone below).
+        client.finSent = true;
+        trace(client, "FIN sent (close: both directions are done)");
+      } else if (client.state === "leaving" && !client.finSent) {
+        // Close, step 1: our FIN. Half-close: we can still read theirs.
         await client.conn.closeWrite();
         client.finSent = true;
         trace(client, "FIN sent (closeWrite: no more data from the server)");
