@@ -265,9 +265,6 @@ export async function listCount(client: StressClient): Promise<number> {
 // ---- waiting without sleeping
 
 /** Resolves or rejects as `promise` does, or rejects with `what` after `ms`. */
-/** Messages per sender in one step of the slow-consumer scenario's second phase. */
-const PHASE_2_STEP = 100;
-
 export async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -472,9 +469,10 @@ export async function slowConsumer(
     assert.equal(await listCount(peers[0]), senders + 1, "the slow client is still in the room");
     // Phase 2: on at full speed until the server drops it, in steps small enough
     // that the senders, who read everything between steps, stay far from the
-    // bound themselves (each receives nine tenths of what the slow client gets).
-    for (let rounds = 0; !dropped && rounds < maxRounds; rounds += PHASE_2_STEP) {
-      await withDeadline(round(PHASE_2_STEP, true), deadlineMs, "phase 2 did not complete");
+    // bound themselves: a step sends each of them a quarter of it.
+    const step = Math.max(1, Math.floor(maxQueueBytes / 4 / lineBytes / senders));
+    for (let rounds = 0; !dropped && rounds < maxRounds; rounds += step) {
+      await withDeadline(round(step, true), deadlineMs, "phase 2 did not complete");
     }
     const total = sent.reduce((a, b) => a + b, 0);
     let lost = 0;
