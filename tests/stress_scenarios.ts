@@ -660,7 +660,11 @@ export async function hostile(
       }
     })();
     await withDeadline(Promise.all([flood, conversation]), deadlineMs, "hostile flood did not end");
-    assert.equal(await listCount(bob), connections + 2, "everyone is still in the room");
+    assert.equal(
+      await listCount(bob),
+      connections + 2,
+      `everyone is still in the room (bystander ended: ${bob.ended}, reset: ${bob.reset})`,
+    );
     for (const attacker of attackers) attacker.close();
     await Promise.all(draining);
     latencies.sort((a, b) => a - b);
