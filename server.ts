@@ -226,14 +226,37 @@ export function startServer(options: ServerOptions = {}): Server {
         trace(client, "FIN sent (closeWrite: no more data from the server)");
       }
     } catch (error) {
-      if (client.state !== "closed") {
-        leave(client, isReset(error) ? "reset" : `write error: ${errorText(error)}`);
-        release(client);
-      }
+      writeFailed(client, error);
     } finally {
       client.writing = false;
       if (client.queue.length === 0) client.drained?.resolve();
       releaseIfDone(client);
+    }
+  }
+
+  function writeFailed(client: Client, error: unknown): void {
+    if (client.state === "closed") return; // we closed it ourselves
+    leave(client, isReset(error) ? "reset" : `write error: ${errorText(error)}`);
+    release(client);
+  }
+
+  // With nothing queued, an echo goes straight from the read buffer to the
+  // socket, and the next read waits for it: no copy, no allocation, and
+  // backpressure for free. Otherwise it joins the queue, after what is there.
+  async function echoBlock(client: Client, block: Uint8Array): Promise<void> {
+    if (client.writing || client.queue.length > 0) return send(client, block.slice());
+    client.writing = true;
+    try {
+      await writeAll(client.conn, block);
+    } catch (error) {
+      client.writing = false;
+      return writeFailed(client, error);
+    }
+    client.writing = false;
+    // Whatever was queued meanwhile, or the FIN of a close that began meanwhile.
+    if (client.queue.length > 0 || client.state === "leaving") {
+      client.writing = true;
+      queueMicrotask(() => flush(client));
     }
   }
 
@@ -408,11 +431,11 @@ export function startServer(options: ServerOptions = {}): Server {
         if (client.state !== "open") continue;
         client.lastHeardAt = Date.now();
         const chunk = buffer.subarray(0, n);
-        // Echo's fast path: a block of good lines goes back as one copy, one write.
+        // Echo's fast path: a block of good lines goes back in one write.
         const end = mode === "echo" ? framer.wholeLinesEnd(chunk) : 0;
         if (end > 0 && isValidUtf8(chunk.subarray(0, end))) {
-          send(client, chunk.slice(0, end));
           framer.push(chunk.subarray(end));
+          await echoBlock(client, chunk.subarray(0, end));
         } else {
           handleFrames(client, framer.push(chunk));
         }
