@@ -189,6 +189,12 @@ export function startServer(options: ServerOptions = {}): Server {
     send(client, encodeLine(text));
   }
 
+  // Receivers of the same broadcasts queue the same buffers in the same order,
+  // so the last batch joined is kept and handed to the next receiver whose
+  // queue starts with exactly those buffers: one copy for the room, not one
+  // per receiver. Writes only read a batch, so sharing it is safe.
+  let lastJoin: { pieces: Uint8Array[]; bytes: Uint8Array } | undefined;
+
   function takeBatch(client: Client): Uint8Array {
     if (client.queue.length === 1 || client.queue[0].length >= MAX_WRITE_BYTES) {
       return client.queue.shift()!;
@@ -198,12 +204,20 @@ export function startServer(options: ServerOptions = {}): Server {
     while (count < client.queue.length && size + client.queue[count].length <= MAX_WRITE_BYTES) {
       size += client.queue[count++].length;
     }
+    const pieces = client.queue.splice(0, count);
+    if (
+      lastJoin !== undefined && lastJoin.pieces.length === count &&
+      pieces.every((piece, i) => piece === lastJoin!.pieces[i])
+    ) {
+      return lastJoin.bytes;
+    }
     const batch = new Uint8Array(size);
     let offset = 0;
-    for (const piece of client.queue.splice(0, count)) {
+    for (const piece of pieces) {
       batch.set(piece, offset);
       offset += piece.length;
     }
+    lastJoin = { pieces, bytes: batch };
     return batch;
   }
 
