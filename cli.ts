@@ -139,6 +139,9 @@ export function errorText(error: unknown): string {
 
 /** The most log output that may wait for a slow console before lines are dropped. */
 export const MAX_LOG_BUFFER_BYTES = 1024 * 1024;
+// How long log lines gather before they are written: a server that handles one
+// datagram per turn of the event loop would otherwise still write once per line.
+const LOG_BATCH_MS = 10;
 
 /** A server's console log: `line()` to log, `flushed()` to wait for it all to be written. */
 export interface ConsoleLog {
@@ -149,8 +152,8 @@ export interface ConsoleLog {
 /**
  * Logs to `out` (stdout) in batches. A busy server logs tens of thousands of
  * lines a second (every chat line, every datagram), and console.log's write
- * per line took a third of its time; here the lines of one turn of the event
- * loop go out in one write. If the console cannot keep up, at most
+ * per line took a third of its time; here the lines of up to LOG_BATCH_MS go
+ * out in one write. If the console cannot keep up, at most
  * MAX_LOG_BUFFER_BYTES wait; later lines are dropped and counted, so a slow
  * terminal never stalls the server or grows its memory.
  */
@@ -189,7 +192,7 @@ export function consoleLog(
       }
       pending.push(text);
       pendingBytes += text.length + 1;
-      writing ??= Promise.resolve().then(drain);
+      writing ??= new Promise((resolve) => setTimeout(resolve, LOG_BATCH_MS)).then(drain);
     },
     async flushed(): Promise<void> {
       while (writing !== undefined) await writing;

@@ -415,10 +415,13 @@ Deno.test("runMain() lets an unexpected error through without exiting", async ()
 /** A console that holds each write until the test lets it finish. */
 class SlowConsole {
   writes: string[] = [];
+  /** Resolves when the first write arrives. */
+  firstWrite = Promise.withResolvers<void>();
   #release: (() => void)[] = [];
 
   write(bytes: Uint8Array): Promise<number> {
     this.writes.push(new TextDecoder().decode(bytes));
+    this.firstWrite.resolve();
     return new Promise((resolve) => this.#release.push(() => resolve(bytes.length)));
   }
 
@@ -427,27 +430,8 @@ class SlowConsole {
   }
 }
 
-Deno.test("consoleLog() writes the lines of one turn in one write, in order", async () => {
-  const out = new SlowConsole();
-  const log = consoleLog(out);
-  log.line("one");
-  log.line("two");
-  log.line("三");
-  const flushed = log.flushed();
-  await Promise.resolve();
-  out.releaseAll();
-  await flushed;
-  assert.deepEqual(out.writes, ["one\ntwo\n三\n"]);
-});
-
-Deno.test("consoleLog() holds at most its bound for a slow console and counts what it drops", async () => {
-  const out = new SlowConsole();
-  const log = consoleLog(out);
-  log.line("first");
-  await new Promise((resolve) => setTimeout(resolve, 0)); // the first write is now stuck
-  const line = "x".repeat(1000);
-  const lines = Math.ceil(MAX_LOG_BUFFER_BYTES / 1001) + 50;
-  for (let i = 0; i < lines; i++) log.line(line);
+/** Lets every write of `out` finish until `log` has written everything. */
+async function drainLog(log: ReturnType<typeof consoleLog>, out: SlowConsole): Promise<void> {
   let flushing = true;
   const flushed = log.flushed().then(() => (flushing = false));
   while (flushing) {
@@ -455,6 +439,29 @@ Deno.test("consoleLog() holds at most its bound for a slow console and counts wh
     await new Promise((resolve) => setTimeout(resolve, 0));
   }
   await flushed;
+}
+
+Deno.test("consoleLog() writes lines logged close together in one write, in order", async () => {
+  const out = new SlowConsole();
+  const log = consoleLog(out);
+  log.line("one");
+  log.line("two");
+  await Promise.resolve();
+  log.line("三");
+  await drainLog(log, out);
+  assert.deepEqual(out.writes, ["one\ntwo\n三\n"]);
+});
+
+Deno.test("consoleLog() holds at most its bound for a slow console and counts what it drops", async () => {
+  const out = new SlowConsole();
+  const log = consoleLog(out);
+  log.line("first");
+  await out.firstWrite.promise;
+  // The first write is now stuck: everything after it waits in the buffer.
+  const line = "x".repeat(1000);
+  const lines = Math.ceil(MAX_LOG_BUFFER_BYTES / 1001) + 50;
+  for (let i = 0; i < lines; i++) log.line(line);
+  await drainLog(log, out);
   const written = out.writes.join("").split("\n").filter((text) => text !== "");
   const kept = written.filter((text) => text === line).length;
   assert.ok(kept * 1001 <= MAX_LOG_BUFFER_BYTES, `${kept} lines were buffered`);
