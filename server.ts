@@ -319,7 +319,10 @@ export function startServer(options: ServerOptions = {}): Server {
       log(`closed ${client.address} (${cause})`);
     }
     if (notice !== undefined && mode === "chat") sendLine(client, notice);
-    client.graceTimer = setTimeout(() => release(client), CLOSE_GRACE_MS);
+    // Nothing to wait for when the client's FIN is in and nothing is left to
+    // send: the flush below closes at once (the common end of a connection).
+    const closesAtOnce = client.finReceived && !client.writing && client.queue.length === 0;
+    if (!closesAtOnce) client.graceTimer = setTimeout(() => release(client), CLOSE_GRACE_MS);
     if (!client.writing) {
       client.writing = true;
       queueMicrotask(() => flush(client));
