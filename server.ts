@@ -451,7 +451,7 @@ export function startServer(options: ServerOptions = {}): Server {
         // Echo's fast path: a block of good lines goes back in one write.
         const end = mode === "echo" ? framer.wholeLinesEnd(chunk) : 0;
         if (end > 0 && isValidUtf8(chunk.subarray(0, end))) {
-          framer.push(chunk.subarray(end));
+          if (end < n) framer.push(chunk.subarray(end));
           await echoBlock(client, chunk.subarray(0, end));
         } else {
           handleFrames(client, framer.push(chunk));
