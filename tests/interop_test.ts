@@ -4,34 +4,10 @@
  * missing tool fails the test rather than skipping it.
  */
 import assert from "node:assert/strict";
-import {
-  bytes,
-  finish,
-  LineReader,
-  NEEDS_SPAWN,
-  runScript,
-  startScriptServer,
-  streamSource,
-} from "./util.ts";
+import { bytes, finish, NEEDS_SPAWN, runProgram, runScript, startScriptServer } from "./util.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, ignore: NEEDS_SPAWN, fn });
-
-/** Runs a program with piped stdio and line readers on its output. */
-function spawn(program: string, args: string[]) {
-  const child = new Deno.Command(program, {
-    args,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  return {
-    child,
-    stdin: child.stdin.getWriter(),
-    stdout: new LineReader(streamSource(child.stdout)),
-    stderr: new LineReader(streamSource(child.stderr)),
-  };
-}
 
 test("two client.ts and one OpenBSD nc chat: names, /nick, /list, Chinese, no raw escapes, FIN both ways", async () => {
   const server = await startScriptServer("server.ts", ["--trace"]);
@@ -40,7 +16,7 @@ test("two client.ts and one OpenBSD nc chat: names, /nick, /list, Chinese, no ra
   await alice.stdout.until((line) => line === "* user1 is now alice");
   const bob = runScript("client.ts", ["--port", port, "--name", "bob"]);
   await alice.stdout.until((line) => line === "* user2 is now bob");
-  const nc = spawn("nc.openbsd", ["-N", "127.0.0.1", port]);
+  const nc = runProgram("nc.openbsd", ["-N", "127.0.0.1", port]);
   await alice.stdout.until((line) => line === "* user3 joined");
 
   await nc.stdin.write(
@@ -97,7 +73,7 @@ test("ncat and socat work as clients of the echo server, byte for byte", async (
       ["socat", ["-t", "5", "-", `TCP:127.0.0.1:${server.port}`]],
     ] as const
   ) {
-    const peer = spawn(program, [...args]);
+    const peer = runProgram(program, [...args]);
     await peer.stdin.write(bytes(text));
     assert.equal(await peer.stdout.line(), "plain", program);
     assert.equal(await peer.stdout.line(), "中文テキスト 🙂", program);
@@ -126,7 +102,7 @@ print("EOF")
 
 test("a Python client that half-closes gets every echo and then a clean EOF", async () => {
   const server = await startScriptServer("server.ts", ["--mode", "echo"]);
-  const peer = spawn("python3", ["-c", HALF_CLOSING_PEER, String(server.port)]);
+  const peer = runProgram("python3", ["-c", HALF_CLOSING_PEER, String(server.port)]);
   assert.deepEqual(await peer.stdout.rest(), ["第一行", "second", "EOF"]);
   assert.equal((await peer.child.status).code, 0);
   server.child.kill("SIGTERM");
@@ -150,7 +126,7 @@ conn.close()
 `;
 
 test("client.ts against a Python echo server: prints the echoes and exits 0 after both FINs", async () => {
-  const server = spawn("python3", ["-c", PYTHON_ECHO_SERVER]);
+  const server = runProgram("python3", ["-c", PYTHON_ECHO_SERVER]);
   const port = (await server.stdout.line())!;
   const client = runScript("client.ts", ["--port", port]);
   await client.stdin.write(bytes("hi\n你好\n"));
@@ -164,7 +140,7 @@ test("client.ts against an OpenBSD nc listener: chat in both directions, then nc
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = String(listener.addr.port);
   listener.close();
-  const nc = spawn("nc.openbsd", ["-N", "-l", "127.0.0.1", port]);
+  const nc = runProgram("nc.openbsd", ["-N", "-l", "127.0.0.1", port]);
   // nc prints nothing when it is ready, so retry the connection until it listens.
   let client = runScript("client.ts", ["--port", port]);
   while ((await client.stderr.line())?.startsWith("connected") !== true) {

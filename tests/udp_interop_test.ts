@@ -1,38 +1,21 @@
 /**
  * Interop: the UDP scripts against the usual tools on the other side, so the
- * protocol is plain datagrams and nothing Deno-specific. `nc` is OpenBSD
- * netcat; each test is skipped when its tool is missing.
+ * protocol is plain datagrams and nothing Deno-specific. `nc.openbsd` is
+ * called by name, as /usr/bin/nc may be ncat; a missing tool fails the test.
  */
 import assert from "node:assert/strict";
 import { runUdpClient } from "../udp_client.ts";
 import { startUdpServer } from "../udp_server.ts";
 import { say } from "../protocol.ts";
-import { bytes, CAN_SPAWN, LineReader, ROOT, runScript, streamSource } from "./util.ts";
+import { bytes, NEEDS_SPAWN, runProgram, runScript, streamSource } from "./util.ts";
 import { freeUdpPort, TestPeer } from "./udp_util.ts";
 
-function installed(tool: string): boolean {
-  if (!CAN_SPAWN) return false;
-  return new Deno.Command("sh", { args: ["-c", `command -v ${tool}`], stdout: "null" })
-    .outputSync().success;
-}
-const HAS_NC = installed("nc");
-const HAS_SOCAT = installed("socat");
-const HAS_PYTHON = installed("python3");
-
-/** Runs a program with piped stdin, stdout and stderr. */
+/** Runs a program (see runProgram) that the test can also stop. */
 function spawn(command: string, args: string[]) {
-  const child = new Deno.Command(command, {
-    args,
-    cwd: ROOT,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const program = runProgram(command, args);
+  const child = program.child;
   return {
-    child,
-    stdin: child.stdin.getWriter(),
-    stdout: new LineReader(streamSource(child.stdout)),
-    stderr: new LineReader(streamSource(child.stderr)),
+    ...program,
     async stop() {
       try {
         child.kill();
@@ -48,10 +31,10 @@ function spawn(command: string, args: string[]) {
 
 Deno.test({
   name: "an nc -u peer joins the UDP chat, talks and is talked to",
-  ignore: !HAS_NC,
+  ignore: NEEDS_SPAWN,
   fn: async () => {
     const server = startUdpServer({ host: "127.0.0.1", port: 0, log: () => {} });
-    const nc = spawn("nc", ["-u", "127.0.0.1", String(server.addr.port)]);
+    const nc = spawn("nc.openbsd", ["-u", "127.0.0.1", String(server.addr.port)]);
     try {
       using alice = new TestPeer();
       await alice.send(server.addr, "/nick alice\n");
@@ -73,7 +56,7 @@ Deno.test({
 
 Deno.test({
   name: "socat as a client of the UDP echo server gets its line back",
-  ignore: !HAS_SOCAT,
+  ignore: NEEDS_SPAWN,
   fn: async () => {
     const server = startUdpServer({ host: "127.0.0.1", port: 0, mode: "echo", log: () => {} });
     const socat = spawn("socat", ["-", `UDP:127.0.0.1:${server.addr.port}`]);
@@ -100,7 +83,7 @@ for payload in [("你好" * 3 + "\\n").encode(), b"x" * 257, b"x" * 65507, b"\\x
 
 Deno.test({
   name: "a Python socket gets the echo of Chinese text and the errors for bad datagrams",
-  ignore: !HAS_PYTHON,
+  ignore: NEEDS_SPAWN,
   fn: async () => {
     const server = startUdpServer({ host: "127.0.0.1", port: 0, mode: "echo", log: () => {} });
     try {
@@ -132,7 +115,7 @@ while True:
 
 Deno.test({
   name: "udp_client.ts --expect-reply gets every answer from a Python echo server",
-  ignore: !HAS_PYTHON,
+  ignore: NEEDS_SPAWN,
   fn: async () => {
     const python = spawn("python3", ["-c", PYTHON_ECHO_SERVER]);
     try {
@@ -158,10 +141,10 @@ Deno.test({
 
 Deno.test({
   name: "udp_client.ts talks both ways with an nc -u -l server",
-  ignore: !HAS_NC,
+  ignore: NEEDS_SPAWN,
   fn: async () => {
     const port = freeUdpPort();
-    const nc = spawn("nc", ["-v", "-u", "-l", "127.0.0.1", String(port)]);
+    const nc = spawn("nc.openbsd", ["-v", "-u", "-l", "127.0.0.1", String(port)]);
     try {
       await nc.stderr.until((line) => line.startsWith("Bound on"));
       const pipe = new TransformStream<Uint8Array, Uint8Array>();

@@ -95,6 +95,28 @@ export interface Script {
   stderr: LineReader;
 }
 
+/** Runs `program` with piped stdin, stdout and stderr and line readers on its output. */
+export function runProgram(
+  program: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Script {
+  const child = new Deno.Command(program, {
+    args,
+    cwd: ROOT,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env,
+  }).spawn();
+  return {
+    child,
+    stdin: child.stdin.getWriter(),
+    stdout: new LineReader(streamSource(child.stdout)),
+    stderr: new LineReader(streamSource(child.stderr)),
+  };
+}
+
 /**
  * Runs `deno run --allow-net <script> ...args` from the project folder, with
  * piped stdin, stdout and stderr.
@@ -105,20 +127,9 @@ export function runScript(
   options: { permissions?: string[] } = {},
 ): Script {
   const permissions = options.permissions ?? ["--allow-net"];
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", ...permissions, script, ...args],
-    cwd: ROOT,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  return {
-    child,
-    stdin: child.stdin.getWriter(),
-    stdout: new LineReader(streamSource(child.stdout)),
-    stderr: new LineReader(streamSource(child.stderr)),
-  };
+  return runProgram(Deno.execPath(), ["run", "--quiet", ...permissions, script, ...args], {
+    NO_COLOR: "1",
+  });
 }
 
 /** Adapts a byte stream to the `read(buffer)` contract of a `Deno.Conn`. */
