@@ -61,10 +61,9 @@ Options:
   --max-queue BYTES    output queued for one client before it is dropped as too slow
                        (default 1048576)
   --trace              print each connection's TCP life cycle (handshake, FINs, close)
-
-Joins, leaves and renames are announced while the room has at most 100 clients.
   --help               show this help
 
+Joins, leaves and renames are announced while the room has at most 100 clients.
 Lines typed here go to every client as "<server> text". Console commands:
   /list   show the clients     /kick ID   disconnect one     /quit   shut down`;
 
@@ -137,7 +136,7 @@ export interface Server {
   readonly connectionCount: number;
 }
 
-/** Starts a server; resolves once it is listening. */
+/** Starts a server: it is listening when this returns (Deno.listen binds at once). */
 export function startServer(options: ServerOptions = {}): Server {
   const mode = options.mode ?? "chat";
   const maxClients = options.maxClients ?? DEFAULT_MAX_CLIENTS;
@@ -148,7 +147,7 @@ export function startServer(options: ServerOptions = {}): Server {
     ? (client: Client, step: string) => log(`trace ${client.address} ${step}`)
     : () => {};
 
-  // The backlog of the C original (5) is not settable in Deno; the kernel's default applies.
+  // socket, bind, listen. The C original's backlog of 5 cannot be set: Deno uses 511.
   const listener = Deno.listen({
     hostname: options.host ?? DEFAULT_HOST,
     port: options.port ?? DEFAULT_PORT,
@@ -432,7 +431,6 @@ export function startServer(options: ServerOptions = {}): Server {
   async function readFrom(client: Client): Promise<void> {
     const framer = new LineFramer();
     let buffer = new Uint8Array(INITIAL_READ_BYTES);
-    let cause: Cause = "eof";
     try {
       while (true) {
         if (client.queuedBytes >= PAUSE_READING_BYTES) await waitDrained(client);
@@ -462,14 +460,14 @@ export function startServer(options: ServerOptions = {}): Server {
       }
     } catch (error) {
       if (client.state === "closed") return; // we closed it ourselves
-      cause = isReset(error) ? "reset" : `read error: ${errorText(error)}`;
+      const cause = isReset(error) ? "reset" : `read error: ${errorText(error)}`;
       if (cause === "reset") trace(client, "RST received (connection reset by peer)");
       leave(client, cause);
       release(client);
       return;
     }
     // Everything the client sent before its FIN has been handled above.
-    leave(client, cause);
+    leave(client, "eof");
     releaseIfDone(client);
   }
 
