@@ -57,7 +57,7 @@ const IDLE_KB_TARGET = 8;
 const IDLE_OPEN_LIMIT_MS = 20_000;
 const FILE_LIMIT = 20_000;
 
-type ServerId = "netchat" | "node" | "ncat" | "c";
+type ServerId = "netchat" | "node" | "ncat" | "c" | "deno-floor";
 
 interface ServerSpec {
   id: ServerId;
@@ -230,7 +230,12 @@ const SCENARIOS: Scenario[] = [
   },
 ];
 // netchat takes 1000 clients by default; the idle test needs room for 5000.
+// The Deno floor: a welcome and one pending read per connection, nothing else.
 const IDLE_SERVERS: ServerSpec[] = [CHAT_C, CHAT_NODE, {
+  id: "deno-floor",
+  command: [DENO, "run", "--allow-net", `${BENCH_DIR}idle_floor.ts`, "PORT"],
+  readyLine: /^listening on /,
+}, {
   ...CHAT_NETCHAT,
   command: [...CHAT_NETCHAT.command, "--max-clients", String(IDLE_CONNECTIONS + 1000)],
 }];
@@ -241,6 +246,7 @@ const SERVER_NAMES: Record<ServerId, string> = {
   node: "Node",
   ncat: "ncat --chat",
   c: "C epoll (ref)",
+  "deno-floor": "Deno floor",
 };
 
 const decoder = new TextDecoder();
