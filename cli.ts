@@ -55,6 +55,14 @@ export function parseInteger(
   return number;
 }
 
+/** A host name or address: anything but empty (Deno would fail on "" with a stack trace). */
+export function parseHost(value: string): string {
+  if (value.trim() === "") {
+    throw new UsageError(`Cannot parse --host "${value}": give a name or an address`);
+  }
+  return value;
+}
+
 /** Parses a port: 1-65535, or 0 for "any free port" (what the tests use). */
 export function parsePort(value: string): number {
   return parseInteger("--port", value, 0, 65535);

@@ -29,6 +29,7 @@ import {
   EXIT_RUNTIME_ERROR,
   formatAddress,
   parseFlags,
+  parseHost,
   parsePort,
   runMain,
   UsageError,
@@ -161,6 +162,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  const host = parseHost(flags.host);
   const port = parsePort(flags.port);
   if (flags.name !== undefined && nameError(flags.name) !== undefined) {
     throw new UsageError(`Cannot use --name "${flags.name}": ${nameError(flags.name)!.slice(4)}`);
@@ -168,9 +170,9 @@ export async function main(args: string[]): Promise<number> {
 
   const conn = await withNetErrors(
     "client.ts",
-    `cannot connect to ${flags.host}:${port}`,
+    `cannot connect to ${host}:${port}`,
     // Handshake: connect() returns once SYN, SYN-ACK, ACK have completed.
-    () => Deno.connect({ hostname: flags.host, port, transport: "tcp" }),
+    () => Deno.connect({ hostname: host, port, transport: "tcp" }),
   );
   console.error(
     `connected to ${formatAddress(conn.remoteAddr)} from ${formatAddress(conn.localAddr)}`,

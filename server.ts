@@ -31,6 +31,7 @@ import {
   formatAddress,
   parseChoice,
   parseFlags,
+  parseHost,
   parseInteger,
   parsePort,
   runMain,
@@ -634,7 +635,7 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   const options: ServerOptions = {
-    host: flags.host,
+    host: parseHost(flags.host),
     port: parsePort(flags.port),
     mode: parseChoice("--mode", flags.mode, ["chat", "echo"] as const),
     maxClients: parseInteger("--max-clients", flags["max-clients"], 1, 1_000_000),

@@ -16,26 +16,23 @@
  * @module
  */
 import { lookup } from "node:dns/promises";
-import {
-  decodeUtf8,
-  MAX_INCOMING_LINE_BYTES,
-  readInputMessages,
-  toDisplayText,
-} from "./line_buffer.ts";
+import { decodeUtf8, readInputMessages, toDisplayText } from "./line_buffer.ts";
 import {
   DEFAULT_HOST,
   DEFAULT_PORT,
   describeNetError,
+  errorText,
   EXIT_RUNTIME_ERROR,
   formatAddress,
   parseFlags,
+  parseHost,
   parseInteger,
   runMain,
   RuntimeError,
   UsageError,
   withNetErrors,
 } from "./cli.ts";
-import { nameError } from "./protocol.ts";
+import { nameError, parseCommand } from "./protocol.ts";
 
 const USAGE = `Usage: deno run --allow-net udp_client.ts [options]
 
@@ -49,8 +46,10 @@ Options:
   --name NAME      take this name first (sends /nick NAME)
   --wait MS        after the input ends, print replies until MS ms pass in silence
                    (default 1000)
-  --expect-reply   stop-and-wait: every datagram must be answered (echo servers);
-                   prints "sent N, answered M, lost K" on stderr, exits 1 on any loss
+  --expect-reply   stop-and-wait: every datagram must be answered (an echo server or
+                   any service that answers each one); each goes from a port of its
+                   own, so a late answer is never taken for the next one; prints
+                   "sent N, answered M, lost K" on stderr, exits 1 on any loss
   --timeout MS     with --expect-reply: wait this long for each answer (default 1000)
   --retries N      with --expect-reply: resend an unanswered datagram up to N times
                    (default 3)
@@ -59,12 +58,13 @@ Options:
 export const DEFAULT_WAIT_MS = 1000;
 export const DEFAULT_TIMEOUT_MS = 1000;
 export const DEFAULT_RETRIES = 3;
-// Bounds for the flags: a minute of waiting, a hundred resends.
+// Bounds for the flags: ten minutes of waiting, a hundred resends.
 const MAX_WAIT_MS = 600_000;
 const MAX_RETRIES = 100;
 // Big enough for any UDP datagram: a smaller buffer would cut one silently.
 const RECEIVE_BUFFER_SIZE = 65_535;
-const QUIT = "/quit";
+// After a receive error that is not ours (closing), before the next receive: no busy loop.
+const RECEIVE_ERROR_PAUSE_MS = 10;
 const encoder = new TextEncoder();
 
 export interface UdpClientOptions {
@@ -89,13 +89,19 @@ export interface UdpClientIo {
 
 /** Is `from` the server? Only its datagrams are shown, so nobody else can inject text. */
 function isFrom(from: Deno.NetAddr, server: Deno.NetAddr): boolean {
-  return from.hostname === server.hostname && from.port === server.port;
+  return from.port === server.port && canonicalIp(from.hostname) === canonicalIp(server.hostname);
 }
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+/**
+ * One spelling per address, so replies can be matched to the server by their
+ * source: IPv6 in its shortest form, and the "any" addresses as the loopback a
+ * datagram sent to them reaches (its answer comes from there).
+ */
+export function canonicalIp(ip: string): string {
+  if (ip === "0.0.0.0") return "127.0.0.1";
+  if (!ip.includes(":")) return ip;
+  const short = new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  return short === "::" ? "::1" : short;
 }
 
 /** The lines of one datagram from the server, made safe to print. */
@@ -113,74 +119,72 @@ export function displayLines(datagram: Uint8Array): string[] {
 }
 
 /**
- * Runs one session on a bound socket; resolves with the exit code. Closes
- * the socket at the end.
+ * Runs one session; resolves with the exit code. `socket` is bound already;
+ * with --expect-reply every request after the first goes from a new socket
+ * bound like it (`openSocket`). Closes every socket it used.
  */
 export async function runUdpClient(
   socket: Deno.DatagramConn,
   options: UdpClientOptions,
   io: UdpClientIo,
+  openSocket: () => Deno.DatagramConn = () =>
+    Deno.listenDatagram({
+      transport: "udp",
+      hostname: (socket.addr as Deno.NetAddr).hostname,
+      port: 0,
+    }),
 ): Promise<number> {
   const server = options.server;
   const serverAddress = formatAddress(server);
   const waitMs = options.waitMs ?? DEFAULT_WAIT_MS;
   const expect = options.expectReply;
-  let closed = false;
+  const closed = new WeakSet<Deno.DatagramConn>();
   let warnedStranger = false;
-  let unmatched = 0;
-  /** The request waiting for its answer (stop-and-wait: at most one). */
-  let outstanding: { bytes: Uint8Array; answered: PromiseWithResolvers<void> } | undefined;
-  /** Called on every datagram from the server, to restart the silence timer. */
-  let onServerDatagram = () => {};
+  let warnedReceive = false;
 
-  async function fromServer(): Promise<void> {
-    const buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
+  /** Waits for the next datagram from the server on `from`; undefined once it is closed. */
+  async function receiveFromServer(from: Deno.DatagramConn, buffer: Uint8Array) {
     while (true) {
       let datagram: Uint8Array;
-      let from: Deno.NetAddr;
+      let source: Deno.NetAddr;
       try {
-        const [bytes, source] = await socket.receive(buffer);
+        const [bytes, address] = await from.receive(buffer);
         datagram = bytes;
-        from = source as Deno.NetAddr;
+        source = address as Deno.NetAddr;
       } catch (error) {
-        if (closed) return;
-        // An ICMP error for an earlier datagram can surface here; UDP goes on regardless.
-        if (error instanceof Deno.errors.ConnectionRefused) continue;
-        throw error;
-      }
-      if (!isFrom(from, server)) {
-        if (!warnedStranger) {
-          io.status(
-            `udp_client.ts: ignoring datagrams from ${formatAddress(from)} (not the server)`,
-          );
-          warnedStranger = true;
+        if (closed.has(from)) return undefined;
+        // An ICMP error for an earlier datagram can surface here (as a refused
+        // or reset connection, depending on the system); UDP goes on regardless.
+        if (!warnedReceive && !(error instanceof Deno.errors.ConnectionRefused)) {
+          io.status(`udp_client.ts: receive failed, going on: ${errorText(error)}`);
+          warnedReceive = true;
         }
+        await new Promise((resolve) => setTimeout(resolve, RECEIVE_ERROR_PAUSE_MS));
         continue;
       }
-      onServerDatagram();
-      if (datagram.length > MAX_INCOMING_LINE_BYTES) {
+      if (isFrom(source, server)) return datagram;
+      if (!warnedStranger) {
         io.status(
-          `udp_client.ts: dropped a datagram over ${MAX_INCOMING_LINE_BYTES} bytes from the server`,
+          `udp_client.ts: ignoring datagrams from ${formatAddress(source)} (not the server)`,
         );
-        continue;
+        warnedStranger = true;
       }
-      if (expect !== undefined) {
-        // Only the answer to the outstanding request counts; a late or duplicate one does not.
-        if (outstanding === undefined || !equalBytes(datagram, outstanding.bytes)) {
-          unmatched++;
-          continue;
-        }
-        outstanding.answered.resolve();
-        outstanding = undefined;
-      }
-      for (const line of displayLines(datagram)) await io.print(line);
     }
   }
 
+  async function printDatagram(datagram: Uint8Array): Promise<void> {
+    for (const line of displayLines(datagram)) await io.print(line);
+  }
+
+  function close(used: Deno.DatagramConn): void {
+    closed.add(used);
+    used.close();
+  }
+
   /** Sends one datagram; a send error is reported as a status line, not thrown. */
-  async function send(bytes: Uint8Array): Promise<boolean> {
+  async function send(from: Deno.DatagramConn, bytes: Uint8Array): Promise<boolean> {
     try {
-      await socket.send(bytes, server);
+      await from.send(bytes, server);
       return true;
     } catch (error) {
       const action = `udp_client.ts: cannot send to ${serverAddress}`;
@@ -191,24 +195,91 @@ export async function runUdpClient(
     }
   }
 
-  /** Stop-and-wait: resolves true once `bytes` is answered, false after the last try. */
-  async function request(bytes: Uint8Array, timeoutMs: number, tries: number): Promise<boolean> {
+  /**
+   * Stop-and-wait on a socket of the request's own: the first datagram from
+   * the server there answers it, whichever try it answers. Resolves with the
+   * answer, or undefined after the last try.
+   */
+  async function request(
+    from: Deno.DatagramConn,
+    bytes: Uint8Array,
+    timeoutMs: number,
+    tries: number,
+  ): Promise<Uint8Array | undefined> {
+    const answer = receiveFromServer(from, new Uint8Array(RECEIVE_BUFFER_SIZE));
     for (let attempt = 1; attempt <= tries; attempt++) {
-      const waiting = { bytes, answered: Promise.withResolvers<void>() };
-      outstanding = waiting;
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const timedOut = new Promise<false>((resolve) => {
-        timer = setTimeout(() => resolve(false), timeoutMs);
+      const timedOut = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), timeoutMs);
       });
-      const sent = await send(bytes);
-      const answered = sent &&
-        await Promise.race([waiting.answered.promise.then(() => true), timedOut]);
+      // A failed send waits out its timeout too, so the tries stay spaced.
+      const result = (await send(from, bytes))
+        ? await Promise.race([answer, timedOut])
+        : await timedOut;
       clearTimeout(timer);
-      if (answered) return true;
-      outstanding = undefined;
+      if (result !== undefined) return result;
     }
-    return false;
+    return undefined;
   }
+
+  const messages = async function* () {
+    if (options.name !== undefined) yield encoder.encode(`/nick ${options.name}`);
+    yield* readInputMessages(io.input);
+  };
+
+  /** A datagram is one line: the "\n" is optional for the server, but nc and friends like it. */
+  function asLine(message: Uint8Array): Uint8Array {
+    const line = new Uint8Array(message.length + 1);
+    line.set(message);
+    line[message.length] = 0x0a;
+    return line;
+  }
+
+  const isQuit = (message: Uint8Array) => parseCommand(decodeUtf8(message))?.name === "/quit";
+
+  if (expect !== undefined) {
+    let current = socket;
+    let sent = 0;
+    let answered = 0;
+    try {
+      for await (const message of messages()) {
+        // A port of its own for each request: whatever still arrives for the
+        // last one (late, duplicated) goes to a closed port, not to this one.
+        if (sent > 0) {
+          close(current);
+          current = openSocket();
+        }
+        sent++;
+        const tries = expect.retries + 1;
+        const answer = await request(current, asLine(message), expect.timeoutMs, tries);
+        if (answer !== undefined) {
+          answered++;
+          await printDatagram(answer);
+        } else if (answered === 0) {
+          // Not one answer yet: most likely nothing is listening, so do not try every line.
+          io.status(`no reply from ${serverAddress} after ${tries} tries`);
+          return EXIT_RUNTIME_ERROR;
+        }
+        if (isQuit(message)) break;
+      }
+    } finally {
+      close(current);
+    }
+    io.status(`sent ${sent}, answered ${answered}, lost ${sent - answered}`);
+    return sent === answered ? 0 : EXIT_RUNTIME_ERROR;
+  }
+
+  /** Prints what the server sends until the socket is closed; each datagram restarts `silence`. */
+  let onServerDatagram = () => {};
+  const receiving = (async () => {
+    const buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
+    while (true) {
+      const datagram = await receiveFromServer(socket, buffer);
+      if (datagram === undefined) return;
+      onServerDatagram();
+      await printDatagram(datagram);
+    }
+  })();
 
   /** Resolves once `waitMs` pass without a datagram from the server. */
   function silence(): Promise<void> {
@@ -221,53 +292,20 @@ export async function runUdpClient(
     });
   }
 
-  const receiving = fromServer();
-  let code = 0;
   try {
-    const messages = async function* () {
-      if (options.name !== undefined) yield encoder.encode(`/nick ${options.name}`);
-      yield* readInputMessages(io.input);
-    };
-    let sent = 0;
-    let answered = 0;
     let quit = false;
     for await (const message of messages()) {
-      // A datagram is one line: the "\n" is optional for the server, but nc and friends like it.
-      const line = new Uint8Array(message.length + 1);
-      line.set(message);
-      line[message.length] = 0x0a;
-      quit = decodeUtf8(message) === QUIT;
-      if (expect === undefined) {
-        await send(line);
-      } else {
-        sent++;
-        const tries = expect.retries + 1;
-        if (await request(line, expect.timeoutMs, tries)) {
-          answered++;
-        } else if (answered === 0) {
-          // Not one answer yet: most likely nothing is listening, so do not try every line.
-          io.status(`no reply from ${serverAddress} after ${tries} tries`);
-          return EXIT_RUNTIME_ERROR;
-        }
-      }
+      await send(socket, asLine(message));
+      quit = isQuit(message);
       if (quit) break;
     }
-    if (expect !== undefined) {
-      if (unmatched > 0) {
-        io.status(`ignored ${unmatched} replies that matched no outstanding request`);
-      }
-      io.status(`sent ${sent}, answered ${answered}, lost ${sent - answered}`);
-      code = sent === answered ? 0 : EXIT_RUNTIME_ERROR;
-    } else if (!(quit && options.interactive)) {
-      // No close to wait for: what the server still sends arrives in the next moments, or never.
-      await silence();
-    }
+    // No close to wait for: what the server still sends arrives in the next moments, or never.
+    if (!(quit && options.interactive)) await silence();
   } finally {
-    closed = true;
-    socket.close();
+    close(socket);
     await receiving.catch(() => {});
   }
-  return code;
+  return 0;
 }
 
 /** Where to bind: the loopback the server is on, or every interface of its family. */
@@ -293,6 +331,7 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   // Port 0 means "any" only when binding; a datagram cannot be sent to it.
+  const host = parseHost(flags.host);
   const port = parseInteger("--port", flags.port, 1, 65535);
   if (flags.name !== undefined && nameError(flags.name) !== undefined) {
     throw new UsageError(`Cannot use --name "${flags.name}": ${nameError(flags.name)!.slice(4)}`);
@@ -304,7 +343,7 @@ export async function main(args: string[]): Promise<number> {
     throw new UsageError("--name cannot be used with --expect-reply (/nick would be a request)");
   }
   const options: UdpClientOptions = {
-    server: { transport: "udp", hostname: flags.host, port },
+    server: { transport: "udp", hostname: host, port },
     name: flags.name,
     waitMs: parseInteger("--wait", flags.wait, 0, MAX_WAIT_MS),
     expectReply: flags["expect-reply"]
@@ -327,16 +366,16 @@ export async function main(args: string[]): Promise<number> {
   };
 
   // Replies are recognised by their source, so the server's name must become its address.
-  const address = await lookup(flags.host).then((found) => found.address, () => undefined);
+  const address = await lookup(host).then((found) => found.address, () => undefined);
   if (address === undefined) {
-    throw new RuntimeError(`udp_client.ts: cannot send to ${flags.host}:${port}: unknown host`);
+    throw new RuntimeError(`udp_client.ts: cannot send to ${host}:${port}: unknown host`);
   }
-  const server: Deno.NetAddr = { transport: "udp", hostname: address, port };
+  const server: Deno.NetAddr = { transport: "udp", hostname: canonicalIp(address), port };
   options.server = server;
   // No connect for UDP: bind our own port (0: any) and name the server on every send.
   const socket = await withNetErrors(
     "udp_client.ts",
-    `cannot send to ${flags.host}:${port}`,
+    `cannot send to ${host}:${port}`,
     () => Deno.listenDatagram({ transport: "udp", hostname: localHostFor(server), port: 0 }),
   );
   if (options.interactive) {

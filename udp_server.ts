@@ -30,6 +30,7 @@ import {
   formatAddress,
   parseChoice,
   parseFlags,
+  parseHost,
   parseInteger,
   parsePort,
   runMain,
@@ -121,14 +122,15 @@ export const ONE_LINE_PER_DATAGRAM = "ERR one line per datagram";
 /**
  * Checks one datagram as one message: one trailing "\n" (and a "\r" before
  * it) is dropped, and what is left must be at most 255 bytes of UTF-8. So 256
- * bytes is fine when the last is "\n", and too large otherwise.
+ * bytes is fine when the last is "\n"; otherwise the datagram fits the
+ * buffer but its line does not, which is the TCP error, "line too long".
  */
 export function checkDatagram(datagram: Uint8Array): Checked {
   if (datagram.length > MAX_BUFFER_SIZE) return { error: DATAGRAM_TOO_LARGE };
   let end = datagram.length;
   if (end > 0 && datagram[end - 1] === 0x0a) end--;
   if (end > 0 && datagram[end - 1] === 0x0d && end < datagram.length) end--;
-  if (end > MAX_MESSAGE_BYTES) return { error: DATAGRAM_TOO_LARGE };
+  if (end > MAX_MESSAGE_BYTES) return { error: say.tooLong };
   if (!isValidUtf8(datagram)) return { error: say.invalidUtf8 };
   return { text: datagram.subarray(0, end) };
 }
@@ -417,7 +419,7 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   const options: UdpServerOptions = {
-    host: flags.host,
+    host: parseHost(flags.host),
     port: parsePort(flags.port),
     mode: parseChoice("--mode", flags.mode, ["chat", "echo"] as const),
     peerTimeoutMs: parseSeconds("--peer-timeout", flags["peer-timeout"]) * 1000,

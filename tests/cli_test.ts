@@ -10,6 +10,7 @@ import {
   MAX_LOG_BUFFER_BYTES,
   parseChoice,
   parseFlags,
+  parseHost,
   parseInteger,
   parsePort,
   runMain,
@@ -108,6 +109,17 @@ Deno.test("parseInteger() rejects a number too big to be exact even when the max
     () => parseInteger("--big", "9007199254740993", 0, Infinity),
     /^Cannot parse --big "9007199254740993": must be a whole number from 0 to Infinity$/,
   );
+});
+
+Deno.test("parseHost() takes any name or address and refuses an empty one", () => {
+  assert.equal(parseHost("127.0.0.1"), "127.0.0.1");
+  assert.equal(parseHost("localhost"), "localhost");
+  for (const value of ["", " "]) {
+    assertUsageError(
+      () => parseHost(value),
+      new RegExp(`^Cannot parse --host "${value}": give a name or an address$`),
+    );
+  }
 });
 
 Deno.test("parsePort() accepts 0 (any free port) through 65535", () => {

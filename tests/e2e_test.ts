@@ -173,6 +173,16 @@ test("server.ts rejects a bad --mode", async () => {
   ]);
 });
 
+for (const script of ["server.ts", "client.ts", "udp_server.ts", "udp_client.ts"]) {
+  test(`${script} rejects an empty --host in one line`, async () => {
+    const result = await run(script, ["--host", ""]);
+    assert.equal(result.code, 2);
+    assert.deepEqual(result.stderr, [
+      `${script}: Cannot parse --host "": give a name or an address (see --help)`,
+    ]);
+  });
+}
+
 test("client.ts piped into an echo server prints the echo and exits 0, like nc -N", async () => {
   const server = await startScriptServer("server.ts", ["--mode", "echo"]);
   const result = await run("client.ts", ["--port", String(server.port)], {

@@ -59,7 +59,8 @@ function expectedEcho(bytes: Uint8Array): Uint8Array | string {
   let end = bytes.length;
   if (end > 0 && bytes[end - 1] === 0x0a) end--;
   if (end > 0 && bytes[end - 1] === 0x0d && end < bytes.length) end--;
-  if (bytes.length > 256 || end > 255) return DATAGRAM_TOO_LARGE;
+  if (bytes.length > 256) return DATAGRAM_TOO_LARGE;
+  if (end > 255) return say.tooLong;
   try {
     strict.decode(bytes);
   } catch {
@@ -72,7 +73,7 @@ Deno.test("udp echo answers each datagram of 0 to 65,507 bytes exactly as specif
   const server = startUdpServer({ host: "127.0.0.1", port: 0, mode: "echo", log: () => {} });
   using peer = new TestPeer();
   const random = prng(7);
-  const counts = { echoed: 0, tooLarge: 0, invalidUtf8: 0 };
+  const counts = { echoed: 0, tooLarge: 0, tooLong: 0, invalidUtf8: 0 };
   try {
     const all = sizes();
     for (const [index, size] of all.entries()) {
@@ -83,13 +84,21 @@ Deno.test("udp echo answers each datagram of 0 to 65,507 bytes exactly as specif
       const expected = expectedEcho(bytes);
       if (typeof expected === "string") {
         assert.equal(decoder.decode(answer), expected + "\n", `datagram of ${size} bytes`);
-        counts[expected === DATAGRAM_TOO_LARGE ? "tooLarge" : "invalidUtf8"]++;
+        const kind = expected === DATAGRAM_TOO_LARGE
+          ? "tooLarge"
+          : expected === say.tooLong
+          ? "tooLong"
+          : "invalidUtf8";
+        counts[kind]++;
       } else {
         assert.deepEqual(answer, expected, `datagram of ${size} bytes`);
         counts.echoed++;
       }
     }
-    assert.equal(counts.echoed + counts.tooLarge + counts.invalidUtf8, all.length);
+    assert.equal(
+      counts.echoed + counts.tooLarge + counts.tooLong + counts.invalidUtf8,
+      all.length,
+    );
     assert.ok(counts.echoed > 100 && counts.tooLarge > 100 && counts.invalidUtf8 > 100);
     console.log(`udp echo: ${all.length} datagrams, ${JSON.stringify(counts)}`);
   } finally {
@@ -152,7 +161,7 @@ Deno.test("udp chat under a burst of every size keeps its peer table within --ma
       /^<user\d+> [^\n]*\n$/,
       /^\* (\d+ peers?|id=\d+ name=user\d+ addr=127\.0\.0\.1:\d+ age=\d+ idle=\d+)\n$/,
       new RegExp(`^ERR server full \\(max ${maxPeers} peers\\)\n$`),
-      /^ERR (datagram too large \(max 256 bytes\)|invalid UTF-8|one line per datagram)\n$/,
+      /^ERR (datagram too large \(max 256 bytes\)|line too long \(max 255 bytes\)|invalid UTF-8|one line per datagram)\n$/,
       /^ERR (unknown command \S+ \(try \/help\)|invalid name: .*|name reserved: .*|usage: .*)\n$/,
     ];
     const unexpected = answers.filter((a) => !allowed.some((pattern) => pattern.test(a)));

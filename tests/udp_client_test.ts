@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runUdpClient, type UdpClientOptions } from "../udp_client.ts";
+import { canonicalIp, runUdpClient, type UdpClientOptions } from "../udp_client.ts";
 import { startUdpServer, type UdpServer } from "../udp_server.ts";
 import { say } from "../protocol.ts";
 import { bytes, NEEDS_SPAWN, runScript, startScriptServer, streamSource } from "./util.ts";
@@ -150,27 +150,54 @@ Deno.test("with nothing listening, --expect-reply says so after its tries and ex
   });
 });
 
-Deno.test("a late duplicate or a different answer is never counted for a request", async () => {
+Deno.test("each request goes from a port of its own, so a late answer is never counted for the next", async () => {
   using fake = new TestPeer();
   const client = runClient(
     { server: fake.addr, expectReply: { timeoutMs: 100, retries: 1 } },
-    pipedInput("1\n2\n"),
+    pipedInput("x\nx\nx\n"),
   );
-  const [first, from] = await fake.receiveFrom();
-  assert.equal(decoder.decode(first), "1\n");
-  await fake.send(from, "1\n");
-  await fake.send(from, "1\n"); // a duplicate: arrives while "2" is outstanding, or before
-  assert.equal(await fake.next(), "2");
-  await fake.send(from, "not 2\n"); // not the echo of "2": does not count
-  assert.equal(await fake.next(), "2"); // so the client retries
-  await fake.send(from, "2\n");
+  const [, first] = await fake.receiveFrom();
+  await fake.send(first, "x\n");
+  // Request 2: same text, new port. A late copy of answer 1 to the old port must not count.
+  const [, second] = await fake.receiveFrom();
+  assert.notEqual(second.port, first.port);
+  await fake.send(first, "x\n");
+  const [, retry] = await fake.receiveFrom();
+  assert.equal(retry.port, second.port, "a retry goes from the request's own port");
+  // Request 3 is answered by a service that does not echo: any answer counts.
+  const [, third] = await fake.receiveFrom();
+  assert.ok(third.port !== first.port && third.port !== second.port);
+  await fake.send(third, "OK 3\n");
   const result = await client;
-  assert.deepEqual(result.printed, ["1", "2"]);
-  assert.deepEqual(result.status, [
-    "ignored 2 replies that matched no outstanding request",
-    "sent 2, answered 2, lost 0",
-  ]);
-  assert.equal(result.code, 0);
+  assert.deepEqual(result.printed, ["x", "OK 3"]);
+  assert.deepEqual(result.status, ["sent 3, answered 2, lost 1"]);
+  assert.equal(result.code, 1);
+});
+
+Deno.test("--expect-reply counts and shows the server's error answers", async () => {
+  const server = echoServer();
+  try {
+    const input = new Uint8Array([0xff, 0x0a, ...bytes("ok\n")]);
+    let given = false;
+    const result = await runClient({
+      server: server.addr,
+      expectReply: { timeoutMs: 1000, retries: 0 },
+    }, {
+      read(buffer) {
+        if (given) return Promise.resolve(null);
+        given = true;
+        buffer.set(input);
+        return Promise.resolve(input.length);
+      },
+    });
+    assert.deepEqual(result, {
+      code: 0,
+      printed: ["ERR invalid UTF-8", "ok"],
+      status: ["sent 2, answered 2, lost 0"],
+    });
+  } finally {
+    await server.shutdown();
+  }
 });
 
 Deno.test("datagrams from anybody but the server are ignored", async () => {
@@ -204,15 +231,14 @@ Deno.test("what the server sends is printed without control characters", async (
   await typed.type("hi");
   const [, clientAddr] = await fake.receiveFrom();
   await fake.send(clientAddr, "\u001b]0;owned\u0007red\u001b[31m\nsecond line\r\n");
-  await fake.send(clientAddr, new Uint8Array(600).fill(0x41)); // over 512 bytes: dropped
+  // Longer than any netchat relay, as a server that is not netchat may send: shown whole.
+  await fake.send(clientAddr, new Uint8Array(600).fill(0x41));
   await fake.send(clientAddr, "end\n");
   await done.promise;
   await typed.end();
   const result = await client;
-  assert.deepEqual(result.printed, ["]0;ownedred[31m", "second line", "end"]);
-  assert.deepEqual(result.status, [
-    "udp_client.ts: dropped a datagram over 512 bytes from the server",
-  ]);
+  assert.deepEqual(result.printed, ["]0;ownedred[31m", "second line", "A".repeat(600), "end"]);
+  assert.deepEqual(result.status, []);
 });
 
 Deno.test("interactive /quit sends /quit and exits without waiting for replies", async () => {
@@ -224,6 +250,28 @@ Deno.test("interactive /quit sends /quit and exits without waiting for replies",
   assert.equal(await fake.next(), "/quit");
   assert.equal((await client).code, 0);
   await typed.end();
+});
+
+Deno.test("/QUIT is /quit to the client as it is to the server", async () => {
+  using fake = new TestPeer();
+  const typed = typedInput();
+  const client = runClient({ server: fake.addr, waitMs: 60_000, interactive: true }, typed.input);
+  await typed.type("/QUIT");
+  assert.equal(await fake.next(), "/QUIT");
+  assert.equal((await client).code, 0);
+  await typed.end();
+});
+
+Deno.test("server addresses are matched however they are written", () => {
+  const cases: [string, string][] = [
+    ["127.0.0.1", "127.0.0.1"],
+    ["0.0.0.0", "127.0.0.1"],
+    ["::", "::1"],
+    ["0:0:0:0:0:0:0:1", "::1"],
+    ["0::1", "::1"],
+    ["FE80:0:0::1", "fe80::1"],
+  ];
+  for (const [written, canonical] of cases) assert.equal(canonicalIp(written), canonical, written);
 });
 
 Deno.test("two clients chat with names and /list through the UDP server", async () => {

@@ -48,8 +48,8 @@ Deno.test("checkDatagram() draws the 256-byte line exactly", () => {
     ["255 bytes, no newline", filled(255), 255],
     ["255 bytes and \\n (256 in all)", new Uint8Array([...filled(255), 0x0a]), 255],
     ["254 bytes and \\r\\n (256 in all)", new Uint8Array([...filled(254), 0x0d, 0x0a]), 254],
-    ["256 bytes without \\n", filled(256), DATAGRAM_TOO_LARGE],
-    ["255 bytes and \\r without \\n", new Uint8Array([...filled(255), 0x0d]), DATAGRAM_TOO_LARGE],
+    ["256 bytes without \\n", filled(256), say.tooLong],
+    ["255 bytes and \\r without \\n", new Uint8Array([...filled(255), 0x0d]), say.tooLong],
     ["257 bytes ending in \\n", new Uint8Array([...filled(256), 0x0a]), DATAGRAM_TOO_LARGE],
     ["65507 bytes", filled(65_507), DATAGRAM_TOO_LARGE],
     ["a lone continuation byte", new Uint8Array([0x61, 0x80]), say.invalidUtf8],
@@ -83,7 +83,7 @@ Deno.test("echo mode answers an oversize datagram with the error, never with a p
       assert.equal(await peer.next(), DATAGRAM_TOO_LARGE, `${size} bytes`);
     }
     await peer.send(server.addr, filled(256));
-    assert.equal(await peer.next(), DATAGRAM_TOO_LARGE, "256 bytes without a newline");
+    assert.equal(await peer.next(), say.tooLong, "256 bytes without a newline: a line of 256");
     const largest = new Uint8Array([...filled(255), 0x0a]);
     await peer.send(server.addr, largest);
     assert.deepEqual((await peer.receiveFrom())[0], largest);
@@ -172,7 +172,7 @@ Deno.test("a first /nick with a taken name joins under user<id> and is told why"
   });
 });
 
-Deno.test("chat mode never relays an oversize, invalid or two-line datagram", async () => {
+Deno.test("chat mode never relays an oversize, too long, invalid or two-line datagram", async () => {
   await withServer({}, async (server) => {
     using alice = await joinAs(server, "alice");
     using bob = await joinAs(server, "bob");
@@ -181,7 +181,7 @@ Deno.test("chat mode never relays an oversize, invalid or two-line datagram", as
       [filled(257), DATAGRAM_TOO_LARGE],
       [filled(1000), DATAGRAM_TOO_LARGE],
       [filled(65_507), DATAGRAM_TOO_LARGE],
-      [filled(256), DATAGRAM_TOO_LARGE],
+      [filled(256), say.tooLong],
       [new Uint8Array([0x68, 0xc3, 0x28, 0x0a]), say.invalidUtf8],
       [encoder.encode("one\ntwo\n"), ONE_LINE_PER_DATAGRAM],
     ];
