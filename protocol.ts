@@ -17,6 +17,10 @@ export const SERVER_NAME = "server";
 // format characters (U+200B and friends are \p{Cf}), so a name cannot hide
 // anything or pass for another one.
 const NAME_PATTERN = /^[\p{L}\p{Nd}_-]+$/u;
+// Some letters are invisible: the Hangul fillers (U+115F, U+1160, U+3164,
+// U+FFA0) are \p{Lo} yet draw nothing, so "server" plus one would look like
+// "server". Unicode marks every such character Default_Ignorable.
+const INVISIBLE = /\p{Default_Ignorable_Code_Point}/u;
 
 // Default names are user<id>; the pattern is kept for them, so a newcomer's
 // default name can never have been taken by somebody's /nick.
@@ -30,7 +34,7 @@ export function defaultName(id: number): string {
 /** Why `name` cannot be a name, or `undefined` when it can. */
 export function nameError(name: string): string | undefined {
   const chars = [...name].length;
-  if (chars < 1 || chars > MAX_NAME_CHARS || !NAME_PATTERN.test(name)) {
+  if (chars < 1 || chars > MAX_NAME_CHARS || !NAME_PATTERN.test(name) || INVISIBLE.test(name)) {
     return `ERR invalid name: use 1-${MAX_NAME_CHARS} letters, digits, _ or -`;
   }
   const key = nameKey(name);

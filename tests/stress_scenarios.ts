@@ -550,6 +550,8 @@ const IMPERSONATIONS = [
   "SERVER",
   "ｓｅｒｖｅｒ",
   "server\u200d",
+  "server\u1160",
+  "ALICE\u3164",
   "user1",
   "USER2",
 ];
@@ -647,7 +649,9 @@ export async function hostile(
           if (rename) {
             const key = rename[1].normalize("NFKC").toLowerCase();
             if (key === "alice" || key === "server" || /^user\d+$/.test(key)) impersonations++;
-            if (/[\p{Cc}\p{Cf}]/u.test(rename[1])) impersonations++;
+            if (/[\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]/u.test(rename[1])) {
+              impersonations++;
+            }
           }
           const match = /^<alice> a (\d+)$/.exec(line);
           if (!match) return false;
