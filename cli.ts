@@ -150,6 +150,9 @@ export const MAX_LOG_BUFFER_BYTES = 1024 * 1024;
 // How long log lines gather before they are written: a server that handles one
 // datagram per turn of the event loop would otherwise still write once per line.
 const LOG_BATCH_MS = 10;
+// After a shutdown, how long the rest of the log may take to be written: with
+// the 2 s for peers' FINs, the whole shutdown stays inside 3 s.
+const LOG_FLUSH_LIMIT_MS = 500;
 
 /** A server's console log: `line()` to log, `flushed()` to wait for it all to be written. */
 export interface ConsoleLog {
@@ -243,7 +246,12 @@ export async function serve(
     }
   })();
   await server.finished;
-  await log.flushed();
+  // The log gets a moment to reach the console, no more: a console nobody
+  // reads (a stalled pipe, a paused terminal) must not keep the server alive.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const limit = new Promise((resolve) => timer = setTimeout(resolve, LOG_FLUSH_LIMIT_MS));
+  await Promise.race([log.flushed(), limit]);
+  clearTimeout(timer);
   return 0;
 }
 

@@ -53,6 +53,31 @@ test("server.ts exits 0 within 3 s on SIGTERM even when a client never sends its
   conn.close();
 });
 
+test("server.ts exits within 3 s on SIGTERM even when nobody reads its console output", async () => {
+  // startScriptServer reads stdout only up to the listening line: from here on
+  // the pipe fills (64 KiB) and the server's log writes wait.
+  const server = await startScriptServer("server.ts");
+  const alice = await connect(server.port);
+  const bob = await connect(server.port);
+  await bob.lines.until((line) => line.startsWith("* welcome"));
+  const line = "x".repeat(200);
+  const lines = 2000; // 400 KB of relays, each logged: far more than the pipe holds
+  await alice.conn.write(bytes(`${line}\n`.repeat(lines)));
+  for (let i = 0; i < lines; i++) await bob.lines.until((text) => text.startsWith("<user1> "));
+  const started = Date.now();
+  server.child.kill("SIGTERM");
+  // A server that waits on its console for ever is killed after 5 s, failing the test.
+  const guard = setTimeout(() => server.child.kill("SIGKILL"), 5000);
+  const status = await server.child.status;
+  clearTimeout(guard);
+  const took = Date.now() - started;
+  assert.equal(status.code, 0, `exit ${status.code} ${status.signal ?? ""} after ${took} ms`);
+  assert.ok(took < 3000, `took ${took} ms`);
+  alice.conn.close();
+  bob.conn.close();
+  await finish(server);
+});
+
 test("server.ts reads console lines and commands from stdin, and /quit shuts it down", async () => {
   const server = await startScriptServer("server.ts");
   const alice = await connect(server.port);
