@@ -115,6 +115,8 @@ export function describeNetError(
   for (const [kind, reason] of reasons) {
     if (error instanceof kind) return `${action}: ${reason}`;
   }
+  // Deno parses the host itself and throws a URIError for one it cannot read ("a b", "h:80").
+  if (error instanceof URIError) return `${action}: not a host name or address`;
   // A host name that does not resolve surfaces as a plain Error from getaddrinfo.
   if (error instanceof Error && /failed to lookup|Name or service/i.test(error.message)) {
     return `${action}: unknown host`;

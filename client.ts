@@ -15,6 +15,7 @@
  * @module
  */
 import {
+  type Frame,
   LINE_TOO_LONG,
   LineFramer,
   MAX_INCOMING_LINE_BYTES,
@@ -30,12 +31,12 @@ import {
   formatAddress,
   parseFlags,
   parseHost,
-  parsePort,
+  parseInteger,
   runMain,
   UsageError,
   withNetErrors,
 } from "./cli.ts";
-import { nameError } from "./protocol.ts";
+import { nameError, parseCommand } from "./protocol.ts";
 
 const USAGE = `Usage: deno run --allow-net client.ts [options]
 
@@ -51,7 +52,6 @@ Options:
 
 const encoder = new TextEncoder();
 const NEWLINE = new Uint8Array([0x0a]);
-const QUIT = "/quit";
 
 /** Where the client writes; tests pass their own. */
 export interface ClientIo {
@@ -74,9 +74,27 @@ export async function runClient(
   conn.setNoDelay(true);
   let weClosed = false;
 
-  async function fromServer(): Promise<"eof" | "reset"> {
+  async function fromServer(): Promise<"eof" | "reset" | "output closed"> {
     const framer = new LineFramer(MAX_INCOMING_LINE_BYTES);
     const buffer = new Uint8Array(READ_BUFFER_SIZE);
+    async function show(frames: Frame[]): Promise<boolean> {
+      for (const frame of frames) {
+        if (frame === LINE_TOO_LONG) {
+          io.status(
+            `client.ts: dropped a line over ${MAX_INCOMING_LINE_BYTES} bytes from the server`,
+          );
+          continue;
+        }
+        try {
+          await io.print(toDisplayText(frame));
+        } catch (error) {
+          // Whoever read our output is gone (| head): nothing more can be shown.
+          if (error instanceof Deno.errors.BrokenPipe) return false;
+          throw error;
+        }
+      }
+      return true;
+    }
     while (true) {
       let n: number | null;
       try {
@@ -85,17 +103,13 @@ export async function runClient(
         if (error instanceof Deno.errors.ConnectionReset) return "reset";
         throw error;
       }
-      // The server's FIN: it will send nothing more.
-      if (n === null) return "eof";
-      for (const frame of framer.push(buffer.subarray(0, n))) {
-        if (frame === LINE_TOO_LONG) {
-          io.status(
-            `client.ts: dropped a line over ${MAX_INCOMING_LINE_BYTES} bytes from the server`,
-          );
-        } else {
-          await io.print(toDisplayText(frame));
-        }
+      if (n === null) {
+        // The server's FIN: it will send nothing more. A last line without its
+        // "\n" is still shown, as nc shows it.
+        if (framer.bufferedBytes > 0 && !await show(framer.push(NEWLINE))) return "output closed";
+        return "eof";
       }
+      if (!await show(framer.push(buffer.subarray(0, n)))) return "output closed";
     }
   }
 
@@ -104,7 +118,7 @@ export async function runClient(
       if (name !== undefined) await writeAll(conn, encoder.encode(`/nick ${name}\n`));
       for await (const message of readInputMessages(io.input)) {
         await writeAll(conn, joinLine(message));
-        if (new TextDecoder().decode(message) === QUIT) break;
+        if (parseCommand(new TextDecoder().decode(message))?.name === "/quit") break;
       }
       // Close, step 1: our FIN. Half-close, so the server's last lines still arrive.
       weClosed = true;
@@ -127,6 +141,7 @@ export async function runClient(
   });
   try {
     const ending = await fromServer();
+    if (ending === "output closed") return 0;
     if (ending === "reset") {
       io.status("connection reset by server");
       return EXIT_RUNTIME_ERROR;
@@ -163,14 +178,15 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   const host = parseHost(flags.host);
-  const port = parsePort(flags.port);
+  // Port 0 means "any" only when listening; nothing can be connected to it.
+  const port = parseInteger("--port", flags.port, 1, 65535);
   if (flags.name !== undefined && nameError(flags.name) !== undefined) {
     throw new UsageError(`Cannot use --name "${flags.name}": ${nameError(flags.name)!.slice(4)}`);
   }
 
   const conn = await withNetErrors(
     "client.ts",
-    `cannot connect to ${host}:${port}`,
+    `cannot connect to ${formatAddress({ transport: "tcp", hostname: host, port })}`,
     // Handshake: connect() returns once SYN, SYN-ACK, ACK have completed.
     () => Deno.connect({ hostname: host, port, transport: "tcp" }),
   );

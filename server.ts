@@ -60,7 +60,7 @@ Options:
   --max-clients N      clients at once; the next one gets "ERR server full" (default 1000)
   --idle-timeout S     close a client that sends nothing for S seconds, 0 = never (default 0)
   --max-queue BYTES    output queued for one client before it is dropped as too slow
-                       (default 1048576)
+                       (default 1048576, at least 65536)
   --trace              print each connection's TCP life cycle (handshake, FINs, close)
   --help               show this help
 
@@ -70,6 +70,9 @@ Lines typed here go to every client as "<server> text". Console commands:
 
 export const DEFAULT_MAX_CLIENTS = 1000;
 export const DEFAULT_MAX_QUEUE_BYTES = 1024 * 1024;
+// A client that reads must never be dropped for the answer to one of its own
+// reads: an echo of 16 KiB, or a /list of about 900 clients, fits in this.
+const MIN_MAX_QUEUE_BYTES = 64 * 1024;
 /** How long a closing connection may take to send its FIN before it is closed anyway. */
 export const CLOSE_GRACE_MS = 2000;
 // Reads start small so an idle connection costs little memory, and grow to
@@ -169,7 +172,7 @@ export function startServer(options: ServerOptions = {}): Server {
     if (client.state === "closed") return;
     if (client.queuedBytes + bytes.length > maxQueueBytes) {
       log(
-        `dropping ${client.address} id=${client.id}: output queue over ${maxQueueBytes} bytes (not reading)`,
+        `dropping ${client.address} id=${client.id}: output queue over ${maxQueueBytes} bytes (not reading fast enough)`,
       );
       leave(client, "slow consumer");
       release(client);
@@ -640,7 +643,7 @@ export async function main(args: string[]): Promise<number> {
     mode: parseChoice("--mode", flags.mode, ["chat", "echo"] as const),
     maxClients: parseInteger("--max-clients", flags["max-clients"], 1, 1_000_000),
     idleTimeoutMs: parseInteger("--idle-timeout", flags["idle-timeout"], 0, 86_400) * 1000,
-    maxQueueBytes: parseInteger("--max-queue", flags["max-queue"], 1024, 1 << 30),
+    maxQueueBytes: parseInteger("--max-queue", flags["max-queue"], MIN_MAX_QUEUE_BYTES, 1 << 30),
     trace: flags.trace,
   };
 

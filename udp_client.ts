@@ -366,16 +366,17 @@ export async function main(args: string[]): Promise<number> {
   };
 
   // Replies are recognised by their source, so the server's name must become its address.
+  const named: Deno.NetAddr = { transport: "udp", hostname: host, port };
   const address = await lookup(host).then((found) => found.address, () => undefined);
   if (address === undefined) {
-    throw new RuntimeError(`udp_client.ts: cannot send to ${host}:${port}: unknown host`);
+    throw new RuntimeError(`udp_client.ts: cannot send to ${formatAddress(named)}: unknown host`);
   }
   const server: Deno.NetAddr = { transport: "udp", hostname: canonicalIp(address), port };
   options.server = server;
   // No connect for UDP: bind our own port (0: any) and name the server on every send.
   const socket = await withNetErrors(
     "udp_client.ts",
-    `cannot send to ${host}:${port}`,
+    `cannot send to ${formatAddress(named)}`,
     () => Deno.listenDatagram({ transport: "udp", hostname: localHostFor(server), port: 0 }),
   );
   if (options.interactive) {

@@ -209,6 +209,21 @@ Deno.test("formatAddress() formats a real listener's address with the port it wa
   assert.equal(formatAddress(listener.addr), `127.0.0.1:${port}`);
 });
 
+Deno.test("describeNetError() says a host Deno cannot parse is not a host, in one line", () => {
+  for (const host of ["a b", "1.2.3.4:80"]) {
+    let thrown: unknown;
+    try {
+      Deno.listen({ hostname: host, port: 0 });
+    } catch (error) {
+      thrown = error;
+    }
+    assert.equal(
+      describeNetError("server.ts", thrown, `server.ts: cannot listen on ${host}`),
+      `server.ts: cannot listen on ${host}: not a host name or address`,
+    );
+  }
+});
+
 Deno.test("describeNetError() says the address is in use for a real AddrInUse", () => {
   using first = Deno.listen({ hostname: DEFAULT_HOST, port: 0 });
   const { port } = first.addr;

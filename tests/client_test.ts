@@ -150,17 +150,51 @@ Deno.test("client says the server closed first and exits 0", async () => {
   assert.deepEqual(output.statuses, ["connection closed by server"]);
 });
 
-Deno.test("client sends /nick for --name, and /quit half-closes but still prints the reply", async () => {
+Deno.test("client shows the server's last line even without its newline, as nc does", async () => {
+  const output = new Output();
+  const input = new Input();
+  await withRawServer(async (conn) => {
+    await conn.write(bytes("first\nprompt> "));
+  }, async (port) => {
+    assert.equal(await runClient(await connect(port), { input, ...output }), 0);
+  });
+  input.end();
+  assert.deepEqual(output.printed, ["first", "prompt> "]);
+  assert.deepEqual(output.statuses, ["connection closed by server"]);
+});
+
+Deno.test("client whose output is closed (| head) ends quietly with 0", async () => {
+  const input = new Input();
+  const statuses: string[] = [];
+  let printed = 0;
+  await withRawServer(async (conn) => {
+    await conn.write(bytes("one\ntwo\nthree\n"));
+  }, async (port) => {
+    const code = await runClient(await connect(port), {
+      input,
+      print: () => {
+        if (++printed > 1) throw new Deno.errors.BrokenPipe("Broken pipe (os error 32)");
+      },
+      status: (line) => statuses.push(line),
+    });
+    assert.equal(code, 0);
+  });
+  input.end();
+  assert.equal(printed, 2, "nothing is printed after the pipe broke");
+  assert.deepEqual(statuses, []);
+});
+
+Deno.test("client sends /nick for --name, and /quit (any case) half-closes but still prints the reply", async () => {
   const output = new Output();
   const input = new Input();
   await withRawServer(async (conn, lines) => {
     assert.equal(await lines.line(), "/nick alice");
-    assert.equal(await lines.line(), "/quit");
+    assert.equal(await lines.line(), "/QUIT");
     // The client's FIN: nothing more comes from it, though stdin is still open.
     assert.equal(await lines.line(), null);
     await conn.write(bytes("* bye\n"));
   }, async (port) => {
-    input.type("/quit\n");
+    input.type("/QUIT\n"); // commands ignore case, as the server reads them
     assert.equal(await runClient(await connect(port), { input, ...output }, "alice"), 0);
   });
   input.end();

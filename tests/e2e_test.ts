@@ -198,6 +198,14 @@ test("server.ts rejects a bad --mode", async () => {
   ]);
 });
 
+test("server.ts refuses a --max-queue too small for the answer to one read", async () => {
+  const result = await run("server.ts", ["--max-queue", "2048"]);
+  assert.equal(result.code, 2);
+  assert.deepEqual(result.stderr, [
+    'server.ts: Cannot parse --max-queue "2048": must be a whole number from 65536 to 1073741824 (see --help)',
+  ]);
+});
+
 for (const script of ["server.ts", "client.ts", "udp_server.ts", "udp_client.ts"]) {
   test(`${script} rejects an empty --host in one line`, async () => {
     const result = await run(script, ["--host", ""]);
