@@ -17,39 +17,62 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const strict = new TextDecoder("utf-8", { fatal: true });
 
-/** Every size up to 1,024, then every 509th, and the edges 256, 257 and 65,507. */
+/** Every size from 0 to 65,507. */
 function sizes(): number[] {
-  const all = new Set<number>();
-  for (let size = 0; size <= 1024; size++) all.add(size);
-  for (let size = 1024; size < MAX_UDP_PAYLOAD; size += 509) all.add(size);
-  all.add(MAX_UDP_PAYLOAD);
-  return [...all].sort((a, b) => a - b);
+  return Array.from({ length: MAX_UDP_PAYLOAD + 1 }, (_, size) => size);
+}
+
+/** Up to this size each datagram's content is made afresh; larger ones are cut from pools. */
+const FRESH_BYTES = 1024;
+
+/** Random bytes, and random valid text (Chinese, controls, newlines), made once. */
+function pools(random: () => number): { bytes: Uint8Array; text: Uint8Array } {
+  const bytes = new Uint8Array(2 * MAX_UDP_PAYLOAD);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(random() * 256);
+  return { bytes, text: randomText(2 * MAX_UDP_PAYLOAD, random) };
+}
+
+const TEXT_PIECES = ["你", "好", "\x1b[2J", "\t", "\n", "\r", "a", "🙂", "\u009b", "\u0000"];
+
+/** At least `size` bytes of random pieces of text. */
+function randomText(size: number, random: () => number): Uint8Array {
+  const encoded = new Uint8Array(size + 8);
+  for (let length = 0; length < size;) {
+    const piece = TEXT_PIECES[Math.floor(random() * TEXT_PIECES.length)];
+    length += encoder.encodeInto(piece, encoded.subarray(length)).written;
+  }
+  return encoded;
 }
 
 /**
  * Datagram `index` of `size` bytes: random bytes, random valid text (Chinese,
  * controls, newlines), or plain ASCII ending in "\n", in turn, so that every
- * answer the server has is reached.
+ * answer the server has is reached. Over FRESH_BYTES, the random kinds are a
+ * slice of a pool at a random offset: the server refuses those by size.
  */
-function datagram(index: number, size: number, random: () => number): Uint8Array {
-  const bytes = new Uint8Array(size);
+function datagram(
+  index: number,
+  size: number,
+  random: () => number,
+  pool: { bytes: Uint8Array; text: Uint8Array },
+): Uint8Array {
   const kind = index % 3;
+  if (kind < 2 && size > FRESH_BYTES) {
+    const from = kind === 0 ? pool.bytes : pool.text;
+    const offset = Math.floor(random() * (from.length - size));
+    return from.slice(offset, offset + size);
+  }
+  const bytes = new Uint8Array(size);
   if (kind === 0) {
     for (let i = 0; i < size; i++) bytes[i] = Math.floor(random() * 256);
     return bytes;
   }
   if (kind === 1) {
-    const pieces = ["你", "好", "\x1b[2J", "\t", "\n", "\r", "a", "🙂", "\u009b", "\u0000"];
-    const encoded = new Uint8Array(size + 8);
-    for (let length = 0; length < size;) {
-      length +=
-        encoder.encodeInto(pieces[Math.floor(random() * pieces.length)], encoded.subarray(length))
-          .written;
-    }
     // Cut at exactly `size` bytes, which may split a character: invalid UTF-8 then.
-    return encoded.slice(0, size);
+    return randomText(size, random).slice(0, size);
   }
-  for (let i = 0; i < size; i++) bytes[i] = 0x61 + Math.floor(random() * 26);
+  if (size > FRESH_BYTES) bytes.fill(0x61 + (index % 26));
+  else for (let i = 0; i < size; i++) bytes[i] = 0x61 + Math.floor(random() * 26);
   if (size > 0) bytes[size - 1] = 0x0a;
   return bytes;
 }
@@ -73,11 +96,12 @@ Deno.test("udp echo answers each datagram of 0 to 65,507 bytes exactly as specif
   const server = startUdpServer({ host: "127.0.0.1", port: 0, mode: "echo", log: () => {} });
   using peer = new TestPeer();
   const random = prng(7);
+  const pool = pools(random);
   const counts = { echoed: 0, tooLarge: 0, tooLong: 0, invalidUtf8: 0 };
   try {
     const all = sizes();
     for (const [index, size] of all.entries()) {
-      const bytes = datagram(index, size, random);
+      const bytes = datagram(index, size, random, pool);
       // Stop and wait: one datagram out, its one answer back, so none is lost to a full buffer.
       await peer.send(server.addr, bytes);
       const [answer] = await peer.receiveFrom();
@@ -139,13 +163,14 @@ Deno.test("udp chat under a burst of every size keeps its peer table within --ma
     }
   });
   const random = prng(11);
+  const pool = pools(random);
   let peakPeers = 0;
   try {
     const all = sizes();
     for (const [index, size] of all.entries()) {
       const before = handled;
       const handledOne = new Promise<void>((resolve) => waiting = resolve);
-      await peers[index % peers.length].send(server.addr, datagram(index, size, random));
+      await peers[index % peers.length].send(server.addr, datagram(index, size, random, pool));
       // The server logs each datagram as it takes it: wait for that, not for time.
       if (handled === before) await handledOne;
       peakPeers = Math.max(peakPeers, server.peerCount);
