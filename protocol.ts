@@ -21,6 +21,16 @@ const NAME_PATTERN = /^[\p{L}\p{Nd}_-]+$/u;
 // U+FFA0) are \p{Lo} yet draw nothing, so "server" plus one would look like
 // "server". Unicode marks every such character Default_Ignorable.
 const INVISIBLE = /\p{Default_Ignorable_Code_Point}/u;
+// Letters of these scripts look alike ("a" and the Cyrillic "а", "o" and the
+// Greek "ο"), so "аlice" with one Cyrillic letter would pass for "alice". A
+// name may use letters of one of them only; other scripts mix freely.
+const LOOK_ALIKE_SCRIPTS = [
+  /\p{Script=Latin}/u,
+  /\p{Script=Greek}/u,
+  /\p{Script=Cyrillic}/u,
+  /\p{Script=Armenian}/u,
+  /\p{Script=Cherokee}/u,
+];
 
 // Default names are user<id>; the pattern is kept for them, so a newcomer's
 // default name can never have been taken by somebody's /nick.
@@ -36,6 +46,9 @@ export function nameError(name: string): string | undefined {
   const chars = [...name].length;
   if (chars < 1 || chars > MAX_NAME_CHARS || !NAME_PATTERN.test(name) || INVISIBLE.test(name)) {
     return `ERR invalid name: use 1-${MAX_NAME_CHARS} letters, digits, _ or -`;
+  }
+  if (LOOK_ALIKE_SCRIPTS.filter((script) => script.test(name)).length > 1) {
+    return "ERR invalid name: do not mix Latin, Greek, Cyrillic, Armenian or Cherokee letters";
   }
   const key = nameKey(name);
   if (key === nameKey(SERVER_NAME) || DEFAULT_NAME_PATTERN.test(key)) {

@@ -39,6 +39,8 @@ Deno.test("nameError() accepts names of 1-32 letters, digits, _ and -", async (t
     "ＡＬＩＣＥ", // full-width letters are letters
     "ａ",
     "١٢٣", // Arabic-Indic digits are digits
+    "张伟_alice", // Han and Latin do not look alike: they may mix
+    "Ωμέγα", // one look-alike script alone is fine
   ];
   for (const name of names) {
     await t.step(JSON.stringify(name), () => assert.equal(nameError(name), undefined));
@@ -83,6 +85,23 @@ Deno.test("nameError() rejects names that are empty, too long or hold other char
   ];
   for (const [description, name] of names) {
     await t.step(description, () => assert.equal(nameError(name), INVALID_NAME));
+  }
+});
+
+Deno.test("nameError() refuses names that mix look-alike scripts, as a Cyrillic а in alice", async (t) => {
+  const names = [
+    ["alice with a Cyrillic а", "\u0430lice"],
+    ["server with a Greek ο", "serverο"],
+    ["Latin and Cyrillic", "paypal\u0430"],
+    ["Latin and Armenian", "\u0585k"],
+  ];
+  for (const [label, name] of names) {
+    await t.step(label, () => {
+      assert.equal(
+        nameError(name),
+        "ERR invalid name: do not mix Latin, Greek, Cyrillic, Armenian or Cherokee letters",
+      );
+    });
   }
 });
 

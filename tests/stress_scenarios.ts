@@ -552,6 +552,7 @@ const IMPERSONATIONS = [
   "server\u200d",
   "server\u1160",
   "ALICE\u3164",
+  "\u0430lice",
   "user1",
   "USER2",
 ];
@@ -649,6 +650,7 @@ export async function hostile(
           if (rename) {
             const key = rename[1].normalize("NFKC").toLowerCase();
             if (key === "alice" || key === "server" || /^user\d+$/.test(key)) impersonations++;
+            if (/\p{Script=Cyrillic}/u.test(key) && /\p{Script=Latin}/u.test(key)) impersonations++;
             if (/[\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]/u.test(rename[1])) {
               impersonations++;
             }
