@@ -47,10 +47,13 @@ export function nameError(name: string): string | undefined {
   if (chars < 1 || chars > MAX_NAME_CHARS || !NAME_PATTERN.test(name) || INVISIBLE.test(name)) {
     return `ERR invalid name: use 1-${MAX_NAME_CHARS} letters, digits, _ or -`;
   }
-  if (LOOK_ALIKE_SCRIPTS.filter((script) => script.test(name)).length > 1) {
+  // Checked on the key as well: NFKC turns letters of no script (the
+  // mathematical 𝗅, the full-width ｌ) into Latin ones.
+  const key = nameKey(name);
+  const scripts = (text: string) => LOOK_ALIKE_SCRIPTS.filter((script) => script.test(text));
+  if (scripts(name).length > 1 || scripts(key).length > 1) {
     return "ERR invalid name: do not mix Latin, Greek, Cyrillic, Armenian or Cherokee letters";
   }
-  const key = nameKey(name);
   if (key === nameKey(SERVER_NAME) || DEFAULT_NAME_PATTERN.test(key)) {
     return `ERR name reserved: ${name}`;
   }

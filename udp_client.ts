@@ -47,9 +47,9 @@ Options:
   --wait MS        after the input ends, print replies until MS ms pass in silence
                    (default 1000)
   --expect-reply   stop-and-wait: every datagram must be answered (an echo server or
-                   any service that answers each one); each goes from a port of its
-                   own, so a late answer is never taken for the next one; prints
-                   "sent N, answered M, lost K" on stderr, exits 1 on any loss
+                   any service that answers each one, not the chat room); each goes
+                   from a port of its own, so a late answer is not taken for the next
+                   one; prints "sent N, answered M, lost K" on stderr, exits 1 on loss
   --timeout MS     with --expect-reply: wait this long for each answer (default 1000)
   --retries N      with --expect-reply: resend an unanswered datagram up to N times
                    (default 3)
@@ -63,7 +63,8 @@ const MAX_WAIT_MS = 600_000;
 const MAX_RETRIES = 100;
 // Big enough for any UDP datagram: a smaller buffer would cut one silently.
 const RECEIVE_BUFFER_SIZE = 65_535;
-// After a receive error that is not ours (closing), before the next receive: no busy loop.
+// After a receive error other than the one our own close() causes, a pause
+// before the next receive, so a socket that keeps failing cannot spin the CPU.
 const RECEIVE_ERROR_PAUSE_MS = 10;
 const encoder = new TextEncoder();
 
@@ -87,9 +88,10 @@ export interface UdpClientIo {
   status(line: string): void;
 }
 
-/** Is `from` the server? Only its datagrams are shown, so nobody else can inject text. */
-function isFrom(from: Deno.NetAddr, server: Deno.NetAddr): boolean {
-  return from.port === server.port && canonicalIp(from.hostname) === canonicalIp(server.hostname);
+/** Is `source` the server? Only its datagrams are shown, so nobody else can inject text. */
+function isServer(source: Deno.NetAddr, server: Deno.NetAddr): boolean {
+  return source.port === server.port &&
+    canonicalIp(source.hostname) === canonicalIp(server.hostname);
 }
 
 /**
@@ -100,8 +102,17 @@ function isFrom(from: Deno.NetAddr, server: Deno.NetAddr): boolean {
 export function canonicalIp(ip: string): string {
   if (ip === "0.0.0.0") return "127.0.0.1";
   if (!ip.includes(":")) return ip;
-  const short = new URL(`http://[${ip}]/`).hostname.slice(1, -1);
-  return short === "::" ? "::1" : short;
+  // A zone ("fe80::1%lo") is kept as written: URL cannot parse one.
+  const zone = ip.indexOf("%");
+  const address = zone === -1 ? ip : ip.slice(0, zone);
+  let short: string;
+  try {
+    short = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  } catch {
+    return ip; // not an IPv6 address after all: compared as written
+  }
+  if (short === "::") short = "::1";
+  return zone === -1 ? short : short + ip.slice(zone);
 }
 
 /** The lines of one datagram from the server, made safe to print. */
@@ -138,21 +149,22 @@ export async function runUdpClient(
   const serverAddress = formatAddress(server);
   const waitMs = options.waitMs ?? DEFAULT_WAIT_MS;
   const expect = options.expectReply;
-  const closed = new WeakSet<Deno.DatagramConn>();
+  /** Sockets this session has closed: a receive failing on one of them is no error. */
+  const closedByUs = new WeakSet<Deno.DatagramConn>();
   let warnedStranger = false;
   let warnedReceive = false;
 
-  /** Waits for the next datagram from the server on `from`; undefined once it is closed. */
-  async function receiveFromServer(from: Deno.DatagramConn, buffer: Uint8Array) {
+  /** Waits for the next datagram from the server on `conn`; undefined once we closed it. */
+  async function receiveFromServer(conn: Deno.DatagramConn, buffer: Uint8Array) {
     while (true) {
       let datagram: Uint8Array;
       let source: Deno.NetAddr;
       try {
-        const [bytes, address] = await from.receive(buffer);
+        const [bytes, address] = await conn.receive(buffer);
         datagram = bytes;
         source = address as Deno.NetAddr;
       } catch (error) {
-        if (closed.has(from)) return undefined;
+        if (closedByUs.has(conn)) return undefined;
         // An ICMP error for an earlier datagram can surface here (as a refused
         // or reset connection, depending on the system); UDP goes on regardless.
         if (!warnedReceive && !(error instanceof Deno.errors.ConnectionRefused)) {
@@ -162,7 +174,7 @@ export async function runUdpClient(
         await new Promise((resolve) => setTimeout(resolve, RECEIVE_ERROR_PAUSE_MS));
         continue;
       }
-      if (isFrom(source, server)) return datagram;
+      if (isServer(source, server)) return datagram;
       if (!warnedStranger) {
         io.status(
           `udp_client.ts: ignoring datagrams from ${formatAddress(source)} (not the server)`,
@@ -176,15 +188,16 @@ export async function runUdpClient(
     for (const line of displayLines(datagram)) await io.print(line);
   }
 
-  function close(used: Deno.DatagramConn): void {
-    closed.add(used);
-    used.close();
+  function close(conn: Deno.DatagramConn): void {
+    if (closedByUs.has(conn)) return;
+    closedByUs.add(conn);
+    conn.close();
   }
 
   /** Sends one datagram; a send error is reported as a status line, not thrown. */
-  async function send(from: Deno.DatagramConn, bytes: Uint8Array): Promise<boolean> {
+  async function send(conn: Deno.DatagramConn, bytes: Uint8Array): Promise<boolean> {
     try {
-      await from.send(bytes, server);
+      await conn.send(bytes, server);
       return true;
     } catch (error) {
       const action = `udp_client.ts: cannot send to ${serverAddress}`;
@@ -201,19 +214,19 @@ export async function runUdpClient(
    * answer, or undefined after the last try.
    */
   async function request(
-    from: Deno.DatagramConn,
+    conn: Deno.DatagramConn,
     bytes: Uint8Array,
     timeoutMs: number,
     tries: number,
   ): Promise<Uint8Array | undefined> {
-    const answer = receiveFromServer(from, new Uint8Array(RECEIVE_BUFFER_SIZE));
+    const answer = receiveFromServer(conn, new Uint8Array(RECEIVE_BUFFER_SIZE));
     for (let attempt = 1; attempt <= tries; attempt++) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timedOut = new Promise<undefined>((resolve) => {
         timer = setTimeout(() => resolve(undefined), timeoutMs);
       });
       // A failed send waits out its timeout too, so the tries stay spaced.
-      const result = (await send(from, bytes))
+      const result = (await send(conn, bytes))
         ? await Promise.race([answer, timedOut])
         : await timedOut;
       clearTimeout(timer);
@@ -243,11 +256,13 @@ export async function runUdpClient(
     let answered = 0;
     try {
       for await (const message of messages()) {
-        // A port of its own for each request: whatever still arrives for the
-        // last one (late, duplicated) goes to a closed port, not to this one.
+        // A port of its own for each request, bound before the last one is
+        // closed so it cannot be the same port: whatever still arrives for the
+        // last request (late, duplicated) goes to a closed port, not to this one.
         if (sent > 0) {
+          const next = await withNetErrors("udp_client.ts", "cannot open a socket", openSocket);
           close(current);
-          current = openSocket();
+          current = next;
         }
         sent++;
         const tries = expect.retries + 1;

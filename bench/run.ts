@@ -229,16 +229,21 @@ const SCENARIOS: Scenario[] = [
     p99NoWorse: true,
   },
 ];
-// netchat takes 1000 clients by default; the idle test needs room for 5000.
-// The Deno floor: a welcome and one pending read per connection, nothing else.
-const IDLE_SERVERS: ServerSpec[] = [CHAT_C, CHAT_NODE, {
-  id: "deno-floor",
-  command: [DENO, "run", "--allow-net", `${BENCH_DIR}idle_floor.ts`, "PORT"],
-  readyLine: /^listening on /,
-}, {
-  ...CHAT_NETCHAT,
-  command: [...CHAT_NETCHAT.command, "--max-clients", String(IDLE_CONNECTIONS + 1000)],
-}];
+const IDLE_SERVERS: ServerSpec[] = [
+  CHAT_C,
+  CHAT_NODE,
+  // The Deno floor: a welcome and one pending read per connection, nothing else.
+  {
+    id: "deno-floor",
+    command: [DENO, "run", "--allow-net", `${BENCH_DIR}idle_floor.ts`, "PORT"],
+    readyLine: /^listening on /,
+  },
+  // netchat takes 1000 clients by default; the idle test needs room for 5000.
+  {
+    ...CHAT_NETCHAT,
+    command: [...CHAT_NETCHAT.command, "--max-clients", String(IDLE_CONNECTIONS + 1000)],
+  },
+];
 const ALL_PARTS = ["micro", ...SCENARIOS.map((s) => s.id), "idle"];
 
 const SERVER_NAMES: Record<ServerId, string> = {

@@ -94,6 +94,8 @@ Deno.test("nameError() refuses names that mix look-alike scripts, as a Cyrillic 
     ["server with a Greek ο", "serverο"],
     ["Latin and Cyrillic", "paypal\u0430"],
     ["Latin and Armenian", "\u0585k"],
+    ["Cyrillic and mathematical letters, which NFKC makes Latin", "\u0430𝗅𝗂𝖼𝖾"],
+    ["Cyrillic and full-width Latin", "\u0430ｌｉｃｅ"],
   ];
   for (const [label, name] of names) {
     await t.step(label, () => {

@@ -124,6 +124,7 @@ Deno.test("udp echo answers each datagram of 0 to 65,507 bytes exactly as specif
       all.length,
     );
     assert.ok(counts.echoed > 100 && counts.tooLarge > 100 && counts.invalidUtf8 > 100);
+    assert.ok(counts.tooLong > 0, "a 256-byte datagram without \\n was among them");
     console.log(`udp echo: ${all.length} datagrams, ${JSON.stringify(counts)}`);
   } finally {
     await server.shutdown();

@@ -263,6 +263,8 @@ Deno.test("server addresses are matched however they are written", () => {
     ["0:0:0:0:0:0:0:1", "::1"],
     ["0::1", "::1"],
     ["FE80:0:0::1", "fe80::1"],
+    ["fe80:0::1%lo", "fe80::1%lo"],
+    ["not:an:address", "not:an:address"],
   ];
   for (const [written, canonical] of cases) assert.equal(canonicalIp(written), canonical, written);
 });
