@@ -61,6 +61,9 @@ Options:
   --idle-timeout S     close a client that sends nothing for S seconds, 0 = never (default 0)
   --max-queue BYTES    output queued for one client before it is dropped as too slow
                        (default 1048576, at least 65536)
+  --max-rate N         chat mode: lines a second one client may send, in bursts of up
+                       to N; past it the server reads from that client more slowly
+                       (nothing is lost), 0 = no limit (default 1000)
   --trace              print each connection's TCP life cycle (handshake, FINs, close)
   --help               show this help
 
@@ -70,6 +73,11 @@ Lines typed here go to every client as "<server> text". Console commands:
 
 export const DEFAULT_MAX_CLIENTS = 1000;
 export const DEFAULT_MAX_QUEUE_BYTES = 1024 * 1024;
+// Flood control: a client may send this many lines a second in chat mode (and
+// a burst of as many at once). Each line goes to the whole room, so one client
+// pasting faster than others can read would get them dropped as slow
+// consumers; pacing its reads instead loses nothing and keeps the room usable.
+export const DEFAULT_MAX_RATE = 1000;
 // A client that reads must never be dropped for the answer to one of its own
 // reads: an echo of 16 KiB, or a /list of about 900 clients, fits in this.
 const MIN_MAX_QUEUE_BYTES = 64 * 1024;
@@ -100,6 +108,8 @@ export interface ServerOptions {
   /** 0 means never. */
   idleTimeoutMs?: number;
   maxQueueBytes?: number;
+  /** Chat lines a second per client (and burst); 0 means no limit. */
+  maxRate?: number;
   trace?: boolean;
   /** Where log lines go (default: stdout). */
   log?: (line: string) => void;
@@ -115,6 +125,9 @@ interface Client {
   address: string;
   connectedAt: number;
   lastHeardAt: number;
+  /** Flood control: lines the client may still send now, as of `tokensAt`. */
+  tokens: number;
+  tokensAt: number;
   /** open: in the room. leaving: out of the room, flushing and closing. closed: released. */
   state: "open" | "leaving" | "closed";
   queue: Uint8Array[];
@@ -146,6 +159,7 @@ export function startServer(options: ServerOptions = {}): Server {
   const maxClients = options.maxClients ?? DEFAULT_MAX_CLIENTS;
   const maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
   const idleTimeoutMs = options.idleTimeoutMs ?? 0;
+  const maxRate = options.maxRate ?? DEFAULT_MAX_RATE;
   const log = options.log ?? ((line: string) => console.log(line));
   const trace = options.trace
     ? (client: Client, step: string) => log(`trace ${client.address} ${step}`)
@@ -401,15 +415,40 @@ export function startServer(options: ServerOptions = {}): Server {
     output(say.count(registry.size, "client"));
   }
 
-  /** Handles the frames of one read. */
-  function handleFrames(client: Client, frames: Frame[]): void {
+  /**
+   * Handles the frames of one read. In chat mode a client out of its line
+   * allowance is paused here, before its next line: the returned promise
+   * settles when all are handled, and its reading waits for that.
+   */
+  function handleFrames(client: Client, frames: Frame[]): void | Promise<void> {
     if (mode === "echo") return echoFrames(client, frames);
-    for (const frame of frames) {
+    for (let i = 0; i < frames.length; i++) {
       if (client.state !== "open") return;
-      const error = frameError(frame);
+      if (maxRate > 0 && !takeToken(client)) return resumeLater(client, frames.slice(i));
+      const error = frameError(frames[i]);
       if (error !== undefined) send(client, error);
-      else handleChatLine(client, frame as Uint8Array);
+      else handleChatLine(client, frames[i] as Uint8Array);
     }
+  }
+
+  // ---- flood control: a token bucket per client, refilled at maxRate a second
+
+  function takeToken(client: Client): boolean {
+    if (client.tokens < 1) {
+      const now = performance.now();
+      client.tokens = Math.min(maxRate, client.tokens + (now - client.tokensAt) * maxRate / 1000);
+      client.tokensAt = now;
+      if (client.tokens < 1) return false;
+    }
+    client.tokens--;
+    return true;
+  }
+
+  async function resumeLater(client: Client, frames: Frame[]): Promise<void> {
+    // Wait for a tenth of a second's allowance, not for each single line.
+    const wanted = Math.max(1, maxRate / 10) - client.tokens;
+    await new Promise((resolve) => setTimeout(resolve, (wanted * 1000) / maxRate));
+    return handleFrames(client, frames);
   }
 
   // Echo: the valid lines of one read, and an error line in place of each bad
@@ -456,7 +495,9 @@ export function startServer(options: ServerOptions = {}): Server {
           if (end < n) framer.push(chunk.subarray(end));
           await echoBlock(client, chunk.subarray(0, end));
         } else {
-          handleFrames(client, framer.push(chunk));
+          // The frames are views into `buffer`: it is not read into again until they are handled.
+          const paused = handleFrames(client, framer.push(chunk));
+          if (paused !== undefined) await paused;
         }
         if (n === buffer.length && buffer.length < READ_BUFFER_SIZE) {
           buffer = new Uint8Array(READ_BUFFER_SIZE);
@@ -486,6 +527,8 @@ export function startServer(options: ServerOptions = {}): Server {
       address: formatAddress(conn.remoteAddr),
       connectedAt: now,
       lastHeardAt: now,
+      tokens: maxRate,
+      tokensAt: performance.now(),
       state: "open",
       queue: [],
       queuedBytes: 0,
@@ -630,6 +673,7 @@ export async function main(args: string[]): Promise<number> {
     "max-clients": { type: "string", default: String(DEFAULT_MAX_CLIENTS) },
     "idle-timeout": { type: "string", default: "0" },
     "max-queue": { type: "string", default: String(DEFAULT_MAX_QUEUE_BYTES) },
+    "max-rate": { type: "string", default: String(DEFAULT_MAX_RATE) },
     trace: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   });
@@ -644,6 +688,7 @@ export async function main(args: string[]): Promise<number> {
     maxClients: parseInteger("--max-clients", flags["max-clients"], 1, 1_000_000),
     idleTimeoutMs: parseInteger("--idle-timeout", flags["idle-timeout"], 0, 86_400) * 1000,
     maxQueueBytes: parseInteger("--max-queue", flags["max-queue"], MIN_MAX_QUEUE_BYTES, 1 << 30),
+    maxRate: parseInteger("--max-rate", flags["max-rate"], 0, 1_000_000),
     trace: flags.trace,
   };
 

@@ -358,6 +358,23 @@ Deno.test("the client after --max-clients gets ERR server full and a clean close
   assert.equal(await alice.until(/clients?$/), "* 1 client");
 });
 
+Deno.test("a flooding client is paced at --max-rate: nothing is lost and others get through", async () => {
+  await using server = new TestServer({ maxRate: 100 });
+  const [flooder, alice, bob] = await room(server, 3);
+  using _clients = disposeAll(flooder, alice, bob);
+  const flood = 300; // three times the burst: two seconds of pacing at 100 lines a second
+  await flooder.send(Array.from({ length: flood }, (_, i) => `flood ${i}\n`).join(""));
+  // The flood is all sent and its first line is through; now alice speaks.
+  assert.equal(await bob.until(/^</), "<user1> flood 0");
+  await alice.send("hello\n");
+  const seen: string[] = [];
+  while (seen.length < flood) seen.push(await bob.until(/^</)); // 299 flood lines and hello
+  const expected = Array.from({ length: flood - 1 }, (_, i) => `<user1> flood ${i + 1}`);
+  assert.deepEqual(seen.filter((line) => line !== "<user2> hello"), expected, "lost or reordered");
+  // Without pacing the whole flood, read at once, would be relayed before alice's line.
+  assert.ok(seen.indexOf("<user2> hello") < flood - 1, "alice waited for the whole flood");
+});
+
 Deno.test("idle timeout closes only the silent client; receiving does not count as activity", async () => {
   await using server = new TestServer({ idleTimeoutMs: 300 });
   const [quiet, talker] = await room(server, 2);
