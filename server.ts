@@ -335,7 +335,19 @@ export function startServer(options: ServerOptions = {}): Server {
     } else {
       log(`closed ${client.address} (${cause})`);
     }
-    if (notice !== undefined && mode === "chat") sendLine(client, notice);
+    if (notice !== undefined && mode === "chat") {
+      // The shutdown notice goes ahead of whatever is still queued: in a busy
+      // room a client could otherwise spend the whole 2 s of grace reading its
+      // backlog and never learn why the server closed. Queued entries are whole
+      // lines, so this keeps lines whole.
+      if (shuttingDown) {
+        const bytes = encodeLine(notice);
+        client.queue.unshift(bytes);
+        client.queuedBytes += bytes.length;
+      } else {
+        sendLine(client, notice);
+      }
+    }
     // Nothing to wait for when the client's FIN is in and nothing is left to
     // send: the flush below closes at once (the common end of a connection).
     const closesAtOnce = client.finReceived && !client.writing && client.queue.length === 0;

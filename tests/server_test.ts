@@ -347,6 +347,24 @@ Deno.test("shutdown tells every client, sends FIN, and finishes even if a peer n
   await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: server.port }));
 });
 
+Deno.test("the shutdown notice goes ahead of a backlog, so a busy client learns of it at once", async () => {
+  await using server = new TestServer({ maxQueueBytes: 64 * 1024 * 1024, maxRate: 0 });
+  const [alice, bob] = await room(server, 2);
+  using _clients = disposeAll(alice, bob);
+  // 16 MB for bob, who is not reading: far more than the kernel's buffers hold.
+  const lines = 64_000;
+  const text = "x".repeat(240);
+  await alice.send(Array.from({ length: lines }, (_, i) => `${i} ${text}\n`).join(""));
+  await server.waitLog((line) => line.startsWith(`<user1> ${lines - 1} `));
+  const shutdown = server.server.shutdown();
+  let before = 0;
+  while ((await bob.until(/^(<user1> |\* server shutting down$)/)).startsWith("<")) before++;
+  assert.ok(before < lines, `the notice came after all ${before} queued lines`);
+  bob.conn.close();
+  alice.conn.close();
+  await shutdown;
+});
+
 Deno.test("the client after --max-clients gets ERR server full and a clean close", async () => {
   await using server = new TestServer({ maxClients: 1 });
   using alice = await join(server);

@@ -790,6 +790,8 @@ export interface ShutdownResult {
   /** Clients whose connection ended with the server's FIN (end of stream), not a reset. */
   finished: number;
   resets: number;
+  /** Clients still sending when the server, done waiting for their FIN, closed. */
+  closedWhileSending: number;
   exitCode: number;
   exitMs: number;
   peakRss: number;
@@ -816,6 +818,7 @@ export async function shutdownUnderLoad(
   const allWarm = Promise.withResolvers<void>();
   let relayedBefore = 0;
   const noticed = new Set<number>();
+  let closedWhileSending = 0;
   try {
     const chatting = peers.map(async (peer, index) => {
       let got = 0;
@@ -834,10 +837,25 @@ export async function shutdownUnderLoad(
         return got >= target;
       };
       for (let sequence = 0; sequence < 1_000_000 && !noticed.has(index); sequence++) {
-        await peer.write(encoder.encode(`m ${index} ${sequence}\n`));
+        try {
+          await peer.write(encoder.encode(`m ${index} ${sequence}\n`));
+        } catch (error) {
+          // The server closed first: its 2 s for our FIN ran out while we were still sending.
+          const closed = error instanceof Deno.errors.BrokenPipe ||
+            error instanceof Deno.errors.ConnectionReset;
+          if (!closed) throw error;
+          closedWhileSending++;
+          return;
+        }
         target = (clients - 1) * (sequence + 1 - window);
         if (got < target) await peer.readLines(onLine);
-        if (peer.ended) return;
+        if (peer.ended) {
+          // Closed before the shutdown: the room can never be all warm, so say so now.
+          if (!noticed.has(index)) {
+            allWarm.reject(new Error(`client ${index} was closed before the shutdown`));
+          }
+          return;
+        }
       }
       if (!noticed.has(index)) await peer.readLines((line) => onLine(line) && noticed.has(index));
       // Close, step 2: our FIN answers the server's; then read to its FIN.
@@ -855,6 +873,7 @@ export async function shutdownUnderLoad(
       noticed: noticed.size,
       finished: peers.filter((peer) => peer.ended && !peer.reset).length,
       resets: peers.filter((peer) => peer.reset).length,
+      closedWhileSending,
       exitCode: exit.code,
       exitMs: exit.ms,
       peakRss: peak,

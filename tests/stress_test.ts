@@ -115,8 +115,13 @@ Deno.test({
     const result = await shutdownUnderLoad(server, 100, 5000, 30_000);
     report("shutdown", result);
     assert.deepEqual(
-      { noticed: result.noticed, finished: result.finished, resets: result.resets },
-      { noticed: 100, finished: 100, resets: 0 },
+      {
+        noticed: result.noticed,
+        finished: result.finished,
+        resets: result.resets,
+        closedWhileSending: result.closedWhileSending,
+      },
+      { noticed: 100, finished: 100, resets: 0, closedWhileSending: 0 },
     );
     assert.equal(result.exitCode, 0);
     assert.ok(result.exitMs < 3000, `exit took ${result.exitMs} ms`);
