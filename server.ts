@@ -128,6 +128,8 @@ interface Client {
   /** Flood control: lines the client may still send now, as of `tokensAt`. */
   tokens: number;
   tokensAt: number;
+  /** Flood control is holding this client's lines: it is not idle, and release wakes it. */
+  paused?: { timer: ReturnType<typeof setTimeout>; resume: () => void };
   /** open: in the room. leaving: out of the room, flushing and closing. closed: released. */
   state: "open" | "leaving" | "closed";
   queue: Uint8Array[];
@@ -160,6 +162,8 @@ export function startServer(options: ServerOptions = {}): Server {
   const maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
   const idleTimeoutMs = options.idleTimeoutMs ?? 0;
   const maxRate = options.maxRate ?? DEFAULT_MAX_RATE;
+  // Below one line a second the bucket could never hold a whole line.
+  if (maxRate !== 0 && !(maxRate >= 1)) throw new RangeError("maxRate must be 0 or at least 1");
   const log = options.log ?? ((line: string) => console.log(line));
   const trace = options.trace
     ? (client: Client, step: string) => log(`trace ${client.address} ${step}`)
@@ -363,6 +367,10 @@ export function startServer(options: ServerOptions = {}): Server {
     if (client.state === "closed") return;
     client.state = "closed";
     clearTimeout(client.graceTimer);
+    if (client.paused !== undefined) {
+      clearTimeout(client.paused.timer);
+      client.paused.resume(); // its reading wakes, sees the client closed, and ends
+    }
     client.queue = [];
     client.queuedBytes = 0;
     connections.delete(client);
@@ -436,7 +444,9 @@ export function startServer(options: ServerOptions = {}): Server {
     if (mode === "echo") return echoFrames(client, frames);
     for (let i = 0; i < frames.length; i++) {
       if (client.state !== "open") return;
-      if (maxRate > 0 && !takeToken(client)) return resumeLater(client, frames.slice(i));
+      if (maxRate > 0 && !takeToken(client, maxRate, performance.now())) {
+        return resumeLater(client, frames.slice(i));
+      }
       const error = frameError(frames[i]);
       if (error !== undefined) send(client, error);
       else handleChatLine(client, frames[i] as Uint8Array);
@@ -445,21 +455,17 @@ export function startServer(options: ServerOptions = {}): Server {
 
   // ---- flood control: a token bucket per client, refilled at maxRate a second
 
-  function takeToken(client: Client): boolean {
-    if (client.tokens < 1) {
-      const now = performance.now();
-      client.tokens = Math.min(maxRate, client.tokens + (now - client.tokensAt) * maxRate / 1000);
-      client.tokensAt = now;
-      if (client.tokens < 1) return false;
-    }
-    client.tokens--;
-    return true;
-  }
-
   async function resumeLater(client: Client, frames: Frame[]): Promise<void> {
-    // Wait for a tenth of a second's allowance, not for each single line.
-    const wanted = Math.max(1, maxRate / 10) - client.tokens;
-    await new Promise((resolve) => setTimeout(resolve, (wanted * 1000) / maxRate));
+    // Wait for a tenth of a second's allowance (or for what is left of this
+    // read, if less), not for each single line.
+    const wanted = Math.min(Math.max(1, maxRate / 10), frames.length) - client.tokens;
+    await new Promise<void>((resume) => {
+      const timer = setTimeout(resume, (wanted * 1000) / maxRate);
+      client.paused = { timer, resume };
+    });
+    client.paused = undefined;
+    // The held lines are what the client sent: handling them counts as hearing from it.
+    client.lastHeardAt = Date.now();
     return handleFrames(client, frames);
   }
 
@@ -593,7 +599,9 @@ export function startServer(options: ServerOptions = {}): Server {
     idleSweep = setInterval(() => {
       const now = Date.now();
       for (const client of registry.values()) {
-        if (now - client.lastHeardAt >= idleTimeoutMs) leave(client, "idle timeout", say.idle);
+        if (client.paused === undefined && now - client.lastHeardAt >= idleTimeoutMs) {
+          leave(client, "idle timeout", say.idle);
+        }
       }
     }, Math.min(1000, Math.max(10, idleTimeoutMs / 4)));
   }
@@ -663,6 +671,23 @@ export function startServer(options: ServerOptions = {}): Server {
 const NEWLINE_BYTES = new Uint8Array([0x0a]);
 const TOO_LONG_LINE = encodeLine(say.tooLong);
 const INVALID_UTF8_LINE = encodeLine(say.invalidUtf8);
+
+/**
+ * Flood control's token bucket: takes one line from a client's allowance of
+ * `rate` lines a second (at most `rate` saved up) if it has one. The bucket is
+ * refilled on every call, so time spent full is never credited twice.
+ */
+export function takeToken(
+  bucket: { tokens: number; tokensAt: number },
+  rate: number,
+  now: number,
+): boolean {
+  bucket.tokens = Math.min(rate, bucket.tokens + ((now - bucket.tokensAt) * rate) / 1000);
+  bucket.tokensAt = now;
+  if (bucket.tokens < 1) return false;
+  bucket.tokens--;
+  return true;
+}
 
 /** The error line a bad frame gets (the same in both modes), or `undefined` if it is good. */
 function frameError(frame: Frame): Uint8Array | undefined {

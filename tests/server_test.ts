@@ -2,7 +2,13 @@
  * In-process tests of server.ts: real sockets on 127.0.0.1, port 0.
  */
 import assert from "node:assert/strict";
-import { ANNOUNCE_LIMIT, type Server, type ServerOptions, startServer } from "../server.ts";
+import {
+  ANNOUNCE_LIMIT,
+  type Server,
+  type ServerOptions,
+  startServer,
+  takeToken,
+} from "../server.ts";
 import { hasControlCharacters } from "../line_buffer.ts";
 import { bytes, LineReader, NEEDS_SPAWN } from "./util.ts";
 
@@ -391,6 +397,38 @@ Deno.test("a flooding client is paced at --max-rate: nothing is lost and others 
   assert.deepEqual(seen.filter((line) => line !== "<user2> hello"), expected, "lost or reordered");
   // Without pacing the whole flood, read at once, would be relayed before alice's line.
   assert.ok(seen.indexOf("<user2> hello") < flood - 1, "alice waited for the whole flood");
+});
+
+Deno.test("a client being paced is not idle: every held line is relayed, nobody is timed out", async () => {
+  // 40 lines at 20 a second: half go at once, the rest over a second, far past the 200 ms timeout.
+  await using server = new TestServer({ maxRate: 20, idleTimeoutMs: 200 });
+  const [flooder, reader] = await room(server, 2);
+  using _clients = disposeAll(flooder, reader);
+  const flood = 40;
+  await flooder.send(Array.from({ length: flood }, (_, i) => `line ${i}\n`).join(""));
+  for (let i = 0; i < flood; i++) {
+    assert.equal(await reader.until(/^(<user1> |\* user1 left)/), `<user1> line ${i}`);
+    await reader.send("ack\n"); // the reader talks too, or it would be the idle one
+  }
+  assert.equal(server.logs.filter((line) => line.includes("user1 (idle timeout)")).length, 0);
+});
+
+Deno.test("the flood-control bucket holds at most one second's lines, however long it sat full", () => {
+  const rate = 100;
+  const bucket = { tokens: rate, tokensAt: 0 };
+  const takenBy = (now: number, tries: number) => {
+    let taken = 0;
+    for (let i = 0; i < tries; i++) if (takeToken(bucket, rate, now)) taken++;
+    return taken;
+  };
+  assert.equal(takenBy(0, 300), rate, "the first burst");
+  assert.equal(takenBy(0, 10), 0, "an empty bucket");
+  assert.equal(takenBy(50, 300), 5, "refilled at 100 a second: 5 in 50 ms");
+  assert.equal(takenBy(5_000, 300), rate, "after 5 s full, still one second's worth");
+  takenBy(6_000, 1); // a line from a full bucket, then a quiet second and a bit
+  assert.equal(takenBy(7_200, 300), rate, "the time spent full is not credited again");
+  assert.equal(takenBy(7_210, 300), 1, "a line each 10 ms");
+  assert.throws(() => startServer({ port: 0, maxRate: 0.5 }), RangeError);
 });
 
 Deno.test("idle timeout closes only the silent client; receiving does not count as activity", async () => {
