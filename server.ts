@@ -286,10 +286,12 @@ export function startServer(options: ServerOptions = {}): Server {
     release(client);
   }
 
-  // With nothing queued, an echo goes straight from the read buffer to the
-  // socket, and the next read waits for it: no copy, no allocation, and
-  // backpressure for free. Otherwise it joins the queue, after what is there.
-  async function echoBlock(client: Client, block: Uint8Array): Promise<void> {
+  // With nothing queued, bytes go straight to the socket, skipping the queue
+  // and its writer. An echo goes from the read buffer, and the next read waits
+  // for it: no copy, no allocation, and backpressure for free. The welcome of
+  // each new client goes this way too (a burst of accepts makes less garbage).
+  // With something queued, the bytes join the queue, after what is there.
+  async function writeNow(client: Client, block: Uint8Array): Promise<void> {
     if (client.writing || client.queue.length > 0) return send(client, block.slice());
     client.writing = true;
     try {
@@ -538,7 +540,7 @@ export function startServer(options: ServerOptions = {}): Server {
     const end = mode === "echo" ? client.framer.wholeLinesEnd(chunk) : 0;
     if (end > 0 && isValidUtf8(chunk.subarray(0, end))) {
       if (end < chunk.length) client.framer.push(chunk.subarray(end));
-      return echoBlock(client, chunk.subarray(0, end));
+      return writeNow(client, chunk.subarray(0, end));
     }
     return handleFrames(client, client.framer.push(chunk));
   }
@@ -581,7 +583,7 @@ export function startServer(options: ServerOptions = {}): Server {
       registry.set(id, client);
       log(`connected ${addressOf(client)} id=${id} ${client.name}`);
       if (mode === "chat") {
-        sendLine(client, say.welcome(client.name));
+        writeNow(client, encodeLine(say.welcome(client.name)));
         announce(say.joined(client.name), client);
       }
     }
