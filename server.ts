@@ -188,6 +188,9 @@ export function startServer(options: ServerOptions = {}): Server {
   const startedAt = Date.now();
   const clock = () => Math.floor(Date.now() - startedAt);
   let shuttingDown = false;
+  let shutdownStartedAt = 0;
+  let closedWithoutFin = 0;
+  let shutdownEnded = false;
   const finished = Promise.withResolvers<void>();
 
   // ---- output: a bounded queue per client, flushed by one writer at a time
@@ -395,7 +398,8 @@ export function startServer(options: ServerOptions = {}): Server {
     }
     trace(client, "closed (socket released)");
     client.drained?.resolve();
-    if (shuttingDown && connections.size === 0) finished.resolve();
+    if (shuttingDown && !client.finReceived) closedWithoutFin++;
+    if (shuttingDown && connections.size === 0) endShutdown();
   }
 
   function releaseIfDone(client: Client): void {
@@ -656,19 +660,29 @@ export function startServer(options: ServerOptions = {}): Server {
   function shutdown(): Promise<void> {
     if (shuttingDown) return finished.promise;
     shuttingDown = true;
+    shutdownStartedAt = performance.now();
     log("shutting down");
     clearInterval(idleSweep);
     listener.close(); // stop accepting: new connections are refused from here on
     for (const client of [...registry.values()]) {
       leave(client, "shutdown", say.shuttingDown);
     }
-    if (connections.size === 0) finished.resolve();
+    if (connections.size === 0) endShutdown();
     // The whole shutdown waits CLOSE_GRACE_MS at most for FINs, then closes the rest.
     const deadline = setTimeout(() => {
-      for (const client of [...connections]) release(client);
-      finished.resolve();
+      for (const client of [...connections]) release(client); // the last one ends the shutdown
     }, CLOSE_GRACE_MS);
     return finished.promise.then(() => clearTimeout(deadline));
+  }
+
+  /** The end of a shutdown, once every connection is closed: logged before the process may exit. */
+  function endShutdown(): void {
+    if (shutdownEnded) return;
+    shutdownEnded = true;
+    const ms = Math.round(performance.now() - shutdownStartedAt);
+    const unanswered = closedWithoutFin > 0 ? `; ${closedWithoutFin} closed without their FIN` : "";
+    log(`shut down in ${ms} ms${unanswered}`);
+    finished.resolve();
   }
 
   acceptLoop();

@@ -350,6 +350,8 @@ Deno.test("shutdown tells every client, sends FIN, and finishes even if a peer n
   await shutdown;
   assert.ok(Date.now() - started < 3000, "shutdown must end inside 3 s");
   assert.equal(server.server.connectionCount, 0);
+  const done = await server.waitLog((line) => line.startsWith("shut down in "));
+  assert.match(done, /^shut down in (19|20|21)\d\d ms; 1 closed without their FIN$/);
   await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: server.port }));
 });
 

@@ -793,7 +793,10 @@ export interface ShutdownResult {
   /** Clients still sending when the server, done waiting for their FIN, closed. */
   closedWhileSending: number;
   exitCode: number;
+  /** From SIGTERM to the process's exit, as this (busy) test process saw it. */
   exitMs: number;
+  /** The server's own "shut down in N ms" line: from the signal to the last close. */
+  serverShutdownLog: string;
   peakRss: number;
 }
 
@@ -866,6 +869,7 @@ export async function shutdownUnderLoad(
     relayedBefore = server.relayedLines;
     const { peak } = await server.memory();
     const exit = await server.terminate();
+    const serverShutdownLog = await server.waitLog((line) => line.startsWith("shut down in "));
     await withDeadline(Promise.all(chatting), deadlineMs, "clients did not see the end");
     return {
       clients,
@@ -876,6 +880,7 @@ export async function shutdownUnderLoad(
       closedWhileSending,
       exitCode: exit.code,
       exitMs: exit.ms,
+      serverShutdownLog,
       peakRss: peak,
     };
   } finally {

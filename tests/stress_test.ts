@@ -125,6 +125,8 @@ Deno.test({
     );
     assert.equal(result.exitCode, 0);
     assert.ok(result.exitMs < 3000, `exit took ${result.exitMs} ms`);
+    // Every client answered with its FIN, so the server closed none of them by force.
+    assert.match(result.serverShutdownLog, /^shut down in \d+ ms$/);
   },
 });
 
