@@ -182,11 +182,11 @@ export function startServer(options: ServerOptions = {}): Server {
   /** Every connection not yet closed, including those leaving. */
   const connections = new Set<Client>();
   let nextId = 1;
-  // Client times are milliseconds since the server started, whole numbers:
-  // V8 keeps such small integers inside the client object, where a Date.now()
-  // value would take a 16-byte box per field per client.
-  const startedAt = Date.now();
-  const clock = () => Math.floor(Date.now() - startedAt);
+  // Client times are whole milliseconds since the process started: small
+  // integers, which V8 keeps inside the client object (a Date.now() value
+  // takes a 16-byte box per field per client). performance.now() never goes
+  // back when the system clock is set back, so no bucket or idle time can.
+  const clock = () => Math.floor(performance.now());
   let shuttingDown = false;
   let shutdownStartedAt = 0;
   let closedWithoutFin = 0;
@@ -349,6 +349,7 @@ export function startServer(options: ServerOptions = {}): Server {
   function leave(client: Client, cause: Cause, notice?: string): void {
     if (client.state !== "open") return;
     client.state = "leaving";
+    wakeReader(client); // so its FIN is read now, not after the pause
     if (registry.delete(client.id)) {
       log(`closed ${addressOf(client)} id=${client.id} ${client.name} (${cause})`);
       // In a shutdown everybody is leaving: each gets the shutdown notice instead.
@@ -384,10 +385,7 @@ export function startServer(options: ServerOptions = {}): Server {
     if (client.state === "closed") return;
     client.state = "closed";
     clearTimeout(client.graceTimer);
-    if (client.paused !== undefined) {
-      clearTimeout(client.paused.timer);
-      client.paused.resume(); // its reading wakes, sees the client closed, and ends
-    }
+    wakeReader(client); // it sees the client closed, and ends
     client.queue = [];
     client.queuedBytes = 0;
     connections.delete(client);
@@ -483,8 +481,16 @@ export function startServer(options: ServerOptions = {}): Server {
     });
     client.paused = undefined;
     // The held lines are what the client sent: handling them counts as hearing from it.
+    // (After a kick, a shutdown or a release, handleFrames drops them at once.)
     client.lastHeardAt = clock();
     return handleFrames(client, frames);
+  }
+
+  /** Ends a flood-control pause early: the client left, and only its FIN is still read. */
+  function wakeReader(client: Client): void {
+    if (client.paused === undefined) return;
+    clearTimeout(client.paused.timer);
+    client.paused.resume();
   }
 
   // Echo: the valid lines of one read, and an error line in place of each bad
@@ -714,7 +720,8 @@ export function takeToken(
   rate: number,
   now: number,
 ): boolean {
-  bucket.tokens = Math.min(rate, bucket.tokens + ((now - bucket.tokensAt) * rate) / 1000);
+  const elapsed = Math.max(0, now - bucket.tokensAt); // never a debt, whatever the clock did
+  bucket.tokens = Math.min(rate, bucket.tokens + (elapsed * rate) / 1000);
   bucket.tokensAt = now;
   if (bucket.tokens < 1) return false;
   bucket.tokens--;

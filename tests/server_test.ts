@@ -415,6 +415,24 @@ Deno.test("a client being paced is not idle: every held line is relayed, nobody 
   assert.equal(server.logs.filter((line) => line.includes("user1 (idle timeout)")).length, 0);
 });
 
+Deno.test("a client paused by flood control answers a shutdown at once", async () => {
+  // At one line a second each held line waits up to a second; the FIN must not.
+  await using server = new TestServer({ maxRate: 1 });
+  const [flooder, reader] = await room(server, 2);
+  using _clients = disposeAll(flooder, reader);
+  await flooder.send("one\ntwo\nthree\n");
+  assert.equal(await reader.until(/^</), "<user1> one"); // the rest are held
+  const shutdown = server.server.shutdown();
+  await flooder.until(/^\* server shutting down$/);
+  await flooder.conn.closeWrite();
+  await reader.until(/^\* server shutting down$/);
+  await reader.conn.closeWrite();
+  await shutdown;
+  const done = await server.waitLog((line) => line.startsWith("shut down in "));
+  const ms = Number(/^shut down in (\d+) ms$/.exec(done)?.[1]);
+  assert.ok(ms < 500, `${done}: the paused client's FIN waited for its pause`);
+});
+
 Deno.test("the flood-control bucket holds at most one second's lines, however long it sat full", () => {
   const rate = 100;
   const bucket = { tokens: rate, tokensAt: 0 };
@@ -430,6 +448,8 @@ Deno.test("the flood-control bucket holds at most one second's lines, however lo
   takenBy(6_000, 1); // a line from a full bucket, then a quiet second and a bit
   assert.equal(takenBy(7_200, 300), rate, "the time spent full is not credited again");
   assert.equal(takenBy(7_210, 300), 1, "a line each 10 ms");
+  assert.equal(takenBy(1_000, 1), 0, "a clock gone back owes nothing...");
+  assert.equal(takenBy(1_010, 1), 1, "...and refills from where it is");
   assert.throws(() => startServer({ port: 0, maxRate: 0.5 }), RangeError);
 });
 
