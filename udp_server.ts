@@ -152,6 +152,9 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
   /** The room: every peer heard from and not yet gone, by "host:port". */
   const peers = new Map<string, Peer>();
   let nextId = 1;
+  // Peer times come from the monotonic clock: setting the system clock
+  // forward must not time every peer out, nor setting it back keep them.
+  const clock = () => performance.now();
   let shuttingDown = false;
   let closed = false;
   const finished = Promise.withResolvers<void>();
@@ -215,7 +218,7 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
     if (command?.name === "/nick" && nameError(command.argument) === undefined) {
       if (peerByName(command.argument) === undefined) name = command.argument;
     }
-    const now = Date.now();
+    const now = clock();
     const peer: Peer = { id, name, addr: from, address, connectedAt: now, lastHeardAt: now };
     peers.set(address, peer);
     log(`joined ${address} id=${id} ${name}`);
@@ -226,7 +229,7 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
 
   async function handleChat(from: Deno.NetAddr, address: string, bytes: Uint8Array) {
     let peer = peers.get(address);
-    if (peer !== undefined) peer.lastHeardAt = Date.now();
+    if (peer !== undefined) peer.lastHeardAt = clock();
     const checked = checkDatagram(bytes);
     if ("error" in checked) return await refuse(from, address, bytes, checked.error);
     if (checked.text.includes(0x0a)) {
@@ -283,7 +286,7 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
 
   // One datagram per line: a 1000-line list in one datagram would pass the UDP maximum.
   async function listPeers(output: (line: string) => Promise<void>): Promise<void> {
-    const now = Date.now();
+    const now = clock();
     for (const peer of [...peers.values()]) await output(listLine(peer, now));
     await output(say.count(peers.size, "peer"));
   }
@@ -328,7 +331,7 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
 
   const timeoutSweep = mode === "chat"
     ? setInterval(() => {
-      const now = Date.now();
+      const now = clock();
       for (const peer of [...peers.values()]) {
         if (now - peer.lastHeardAt >= peerTimeoutMs) leave(peer, "timeout", say.idle);
       }
@@ -348,7 +351,7 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
     }
     switch (command.name) {
       case "/list": {
-        const now = Date.now();
+        const now = clock();
         for (const peer of peers.values()) log(listLine(peer, now));
         return log(say.count(peers.size, "peer"));
       }
