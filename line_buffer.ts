@@ -76,19 +76,26 @@ export class LineFramer {
   /**
    * The fast path for handling a chunk's lines as one block: if the framer
    * holds no unfinished line, returns where the chunk's last complete line
-   * ends, provided every line up to there is within the limit and does not
-   * end in "\r". Otherwise, or with no complete line, returns 0. Changes nothing:
-   * the caller handles `chunk.subarray(0, end)` and pushes the rest.
+   * ends, provided every line up to there is within the limit and there is no
+   * "\r" among them. Otherwise, or with no complete line, returns 0. Changes
+   * nothing: the caller handles `chunk.subarray(0, end)` and pushes the rest.
    */
   wholeLinesEnd(chunk: Uint8Array): number {
     if (this.#partialLength > 0 || this.#discarding) return 0;
     const end = chunk.lastIndexOf(NEWLINE) + 1;
+    // Each line's "\n" is at most the limit past its start, so jump to the last
+    // "\n" within that reach: short lines are passed several at a time, and
+    // finding none there means the line is too long.
     for (let start = 0; start < end;) {
-      const newline = chunk.indexOf(NEWLINE, start);
-      // Only a "\r" just before the "\n" is dropped; elsewhere it is text.
-      if (newline - start > this.#maxLineBytes || chunk[newline - 1] === CARRIAGE_RETURN) return 0;
+      const newline = chunk.lastIndexOf(NEWLINE, start + this.#maxLineBytes);
+      if (newline < start) return 0;
       start = newline + 1;
     }
+    // A "\r" before a "\n" must be dropped, which push() does line by line; a
+    // "\r" anywhere sends the chunk that way, as one scan is cheaper than
+    // looking at every line's end.
+    const carriageReturn = chunk.indexOf(CARRIAGE_RETURN);
+    if (carriageReturn !== -1 && carriageReturn < end) return 0;
     return end;
   }
 

@@ -122,6 +122,27 @@ bench(
   TOTAL_BYTES,
   () => frameAll(oddChunks),
 );
+// Echo's fast path asks where a read's whole lines end; short lines are what nc users type.
+const shortLineChunks = chunksOf(
+  encoder.encode("hello world\n".repeat(Math.floor(TOTAL_BYTES / 12))),
+  CHUNK_BYTES,
+);
+function wholeLinesEndAll(chunks: Uint8Array[]): number {
+  const framer = new LineFramer();
+  let bytes = 0;
+  for (const chunk of chunks) bytes += framer.wholeLinesEnd(chunk);
+  return bytes;
+}
+bench(
+  "LineFramer.wholeLinesEnd: 1 MiB of 256-byte lines, 16 KiB chunks",
+  TOTAL_BYTES,
+  () => wholeLinesEndAll(alignedChunks),
+);
+bench(
+  "LineFramer.wholeLinesEnd: 1 MiB of 12-byte lines, 16 KiB chunks",
+  Math.floor(TOTAL_BYTES / 12) * 12,
+  () => wholeLinesEndAll(shortLineChunks),
+);
 bench(
   "splitMessage: 1 MiB of 1 KiB Chinese lines into 255-byte pieces",
   longChineseLines.reduce((sum, line) => sum + line.length, 0),

@@ -938,7 +938,10 @@ Deno.test("LineFramer.wholeLinesEnd() offers a block only of whole, short lines 
     ["", "a\nbb\npart", 5], // the unfinished tail is left for push()
     ["", "no newline yet", 0],
     ["", "a\r\nb\n", 0], // a \r before \n must be dropped line by line
-    ["", "a\rb\nc\n", 6], // a \r inside a line is text
+    ["", "a\rb\nc\n", 0], // a \r inside a line is text, but push() handles any \r
+    ["", "a\nb\npart\r", 4], // a \r in the unfinished tail is push()'s business
+    ["", `${"x".repeat(100)}\n`.repeat(10), 1010], // short lines, passed several at a time
+    ["", `${"x".repeat(200)}\n${"x".repeat(100)}\n${"y".repeat(256)}\n`, 0], // the third too long
     ["", `${"x".repeat(255)}\n`, 256], // exactly the limit
     ["", `ok\n${"x".repeat(256)}\n`, 0], // a line over the limit needs its error
     ["held", "tail\nnext\n", 0], // the first line started in an earlier chunk
