@@ -15,20 +15,17 @@
 import {
   decodeUtf8,
   encodeLine,
-  Frame,
+  type Frame,
   isValidUtf8,
   LINE_TOO_LONG,
   LineFramer,
-  READ_BUFFER_SIZE,
   sanitize,
-  writeAll,
 } from "./line_buffer.ts";
 import {
   consoleLog,
   DEFAULT_HOST,
   DEFAULT_PORT,
   errorText,
-  formatAddress,
   parseChoice,
   parseFlags,
   parseHost,
@@ -38,15 +35,15 @@ import {
   serve,
   withNetErrors,
 } from "./cli.ts";
+import { say } from "./protocol.ts";
+import { type Member, type MemberLink, Room } from "./room.ts";
 import {
-  defaultName,
-  listLine,
-  nameError,
-  nameKey,
-  parseCommand,
-  say,
-  SERVER_NAME,
-} from "./protocol.ts";
+  CLOSE_GRACE_MS,
+  Connection,
+  type ConnectionHandler,
+  type ConnectionSettings,
+  isReset,
+} from "./connection.ts";
 
 const USAGE = `Usage: deno run --allow-net server.ts [options]
 
@@ -81,22 +78,8 @@ export const DEFAULT_MAX_RATE = 1000;
 // A client that reads must never be dropped for the answer to one of its own
 // reads: an echo of 16 KiB, or a /list of about 900 clients, fits in this.
 const MIN_MAX_QUEUE_BYTES = 64 * 1024;
-/** How long a closing connection may take to send its FIN before it is closed anyway. */
-export const CLOSE_GRACE_MS = 2000;
-// Reads start small so an idle connection costs little memory, and grow to
-// READ_BUFFER_SIZE for a client that sends a lot.
-const INITIAL_READ_BYTES = 256;
-// A client whose own queue is this full is not read from until it drains:
-// backpressure, so an echo client that never reads cannot grow our memory.
-const PAUSE_READING_BYTES = 64 * 1024;
-// Joins, leaves and renames are announced only in a room of at most this many
-// clients: each announcement goes to everyone, so a crowd of N arriving would
-// cost N * N / 2 notices (12.5 million for 5,000 clients).
-export const ANNOUNCE_LIMIT = 100;
 // After an accept() failure that is not one client's doing (out of descriptors).
 const ACCEPT_RETRY_MS = 100;
-// Queued messages are joined into writes of at most this size.
-const MAX_WRITE_BYTES = 64 * 1024;
 
 export type Mode = "chat" | "echo";
 
@@ -113,33 +96,6 @@ export interface ServerOptions {
   trace?: boolean;
   /** Where log lines go (default: stdout). */
   log?: (line: string) => void;
-}
-
-/** Why a connection ended, as logged and announced. */
-type Cause = string;
-
-interface Client {
-  id: number;
-  name: string;
-  conn: Deno.TcpConn;
-  connectedAt: number;
-  lastHeardAt: number;
-  /** Flood control: lines the client may still send now, as of `tokensAt`. */
-  tokens: number;
-  tokensAt: number;
-  /** Flood control is holding this client's lines: it is not idle, and release wakes it. */
-  paused?: { timer: ReturnType<typeof setTimeout>; resume: () => void };
-  /** open: in the room. leaving: out of the room, flushing and closing. closed: released. */
-  state: "open" | "leaving" | "closed";
-  queue: Uint8Array[];
-  /** Made on the client's first read: an idle client never needs one. */
-  framer?: LineFramer;
-  queuedBytes: number;
-  writing: boolean;
-  finReceived: boolean;
-  finSent: boolean;
-  graceTimer?: ReturnType<typeof setTimeout>;
-  drained?: PromiseWithResolvers<void>;
 }
 
 export interface Server {
@@ -159,16 +115,10 @@ export interface Server {
 /** Starts a server: it is listening when this returns (Deno.listen binds at once). */
 export function startServer(options: ServerOptions = {}): Server {
   const mode = options.mode ?? "chat";
-  const maxClients = options.maxClients ?? DEFAULT_MAX_CLIENTS;
-  const maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
-  const idleTimeoutMs = options.idleTimeoutMs ?? 0;
   const maxRate = options.maxRate ?? DEFAULT_MAX_RATE;
   // Below one line a second the bucket could never hold a whole line.
   if (maxRate !== 0 && !(maxRate >= 1)) throw new RangeError("maxRate must be 0 or at least 1");
   const log = options.log ?? ((line: string) => console.log(line));
-  const trace = options.trace
-    ? (client: Client, step: string) => log(`trace ${addressOf(client)} ${step}`)
-    : () => {};
 
   // socket, bind, listen. The C original's backlog of 5 cannot be set: Deno uses 511.
   const listener = Deno.listen({
@@ -176,429 +126,36 @@ export function startServer(options: ServerOptions = {}): Server {
     port: options.port ?? DEFAULT_PORT,
     transport: "tcp",
   });
-  const addr = listener.addr;
-  /** The room: every client that is open, by id. */
-  const registry = new Map<number, Client>();
-  /** Every connection not yet closed, including those leaving. */
-  const connections = new Set<Client>();
-  let nextId = 1;
-  // Client times are whole milliseconds since the process started: small
-  // integers, which V8 keeps inside the client object (a Date.now() value
-  // takes a 16-byte box per field per client). performance.now() never goes
-  // back when the system clock is set back, so no bucket or idle time can.
-  const clock = () => Math.floor(performance.now());
+  const room = new Room({
+    noun: "client",
+    chat: mode === "chat",
+    maxMembers: options.maxClients ?? DEFAULT_MAX_CLIENTS,
+    idleTimeoutMs: options.idleTimeoutMs ?? 0,
+    log,
+    onQuit: () => shutdown(),
+  });
+  /** Every connection not yet released, in the room or not. */
+  const clients = new Set<Client>();
   let shuttingDown = false;
   let shutdownStartedAt = 0;
   let closedWithoutFin = 0;
-  let shutdownEnded = false;
   const finished = Promise.withResolvers<void>();
-
-  // ---- output: a bounded queue per client, flushed by one writer at a time
-
-  function send(client: Client, bytes: Uint8Array): void {
-    if (client.state === "closed") return;
-    if (client.queuedBytes + bytes.length > maxQueueBytes) {
-      log(
-        `dropping ${
-          addressOf(client)
-        } id=${client.id}: output queue over ${maxQueueBytes} bytes (not reading fast enough)`,
-      );
-      leave(client, "slow consumer");
-      release(client);
-      return;
-    }
-    client.queue.push(bytes);
-    client.queuedBytes += bytes.length;
-    // Start the writer after the current read is processed, so all the lines
-    // from one read go out in one write.
-    if (!client.writing) {
-      client.writing = true;
-      queueMicrotask(() => flush(client));
-    }
-  }
-
-  function sendLine(client: Client, text: string): void {
-    send(client, encodeLine(text));
-  }
-
-  // Receivers of the same broadcasts queue the same buffers in the same order,
-  // so the last batch joined is kept and handed to the next receiver whose
-  // queue starts with exactly those buffers: one copy for the room, not one
-  // per receiver. Writes only read a batch, so sharing it is safe.
-  let lastJoin: { pieces: Uint8Array[]; bytes: Uint8Array } | undefined;
-
-  function takeBatch(client: Client): Uint8Array {
-    if (client.queue.length === 1 || client.queue[0].length >= MAX_WRITE_BYTES) {
-      return client.queue.shift()!;
-    }
-    let size = 0;
-    let count = 0;
-    while (count < client.queue.length && size + client.queue[count].length <= MAX_WRITE_BYTES) {
-      size += client.queue[count++].length;
-    }
-    const pieces = client.queue.splice(0, count);
-    if (
-      lastJoin !== undefined && lastJoin.pieces.length === count &&
-      pieces.every((piece, i) => piece === lastJoin!.pieces[i])
-    ) {
-      return lastJoin.bytes;
-    }
-    const batch = new Uint8Array(size);
-    let offset = 0;
-    for (const piece of pieces) {
-      batch.set(piece, offset);
-      offset += piece.length;
-    }
-    lastJoin = { pieces, bytes: batch };
-    return batch;
-  }
-
-  async function flush(client: Client): Promise<void> {
-    try {
-      while (client.queue.length > 0 && client.state !== "closed") {
-        const batch = takeBatch(client);
-        // Most writes are taken whole: one write op before the general loop
-        // saves an async call and a view per write (and garbage per client).
-        const written = await client.conn.write(batch);
-        if (written < batch.length) await writeAll(client.conn, batch.subarray(written));
-        client.queuedBytes -= batch.length;
-      }
-      if (client.state === "leaving" && !client.finSent && client.finReceived) {
-        // Close, step 3: the client's FIN is in, so close() sends ours and
-        // frees the socket in one step (releaseIfDone below).
-        client.finSent = true;
-        trace(client, "FIN sent (close: both directions are done)");
-      } else if (client.state === "leaving" && !client.finSent) {
-        // Close, step 1: our FIN. Half-close: we can still read theirs.
-        await client.conn.closeWrite();
-        client.finSent = true;
-        trace(client, "FIN sent (closeWrite: no more data from the server)");
-      }
-    } catch (error) {
-      writeFailed(client, error);
-    } finally {
-      client.writing = false;
-      if (client.queue.length === 0) client.drained?.resolve();
-      releaseIfDone(client);
-    }
-  }
-
-  function writeFailed(client: Client, error: unknown): void {
-    if (client.state === "closed") return; // we closed it ourselves
-    leave(client, isReset(error) ? "reset" : `write error: ${errorText(error)}`);
-    release(client);
-  }
-
-  // With nothing queued, bytes go straight to the socket, skipping the queue
-  // and its writer. An echo goes from the read buffer, and the next read waits
-  // for it: no copy, no allocation, and backpressure for free. The welcome of
-  // each new client goes this way too (a burst of accepts makes less garbage).
-  // With something queued, the bytes join the queue, after what is there.
-  async function writeNow(client: Client, block: Uint8Array): Promise<void> {
-    if (client.writing || client.queue.length > 0) return send(client, block.slice());
-    client.writing = true;
-    try {
-      const written = await client.conn.write(block);
-      if (written < block.length) await writeAll(client.conn, block.subarray(written));
-    } catch (error) {
-      client.writing = false;
-      return writeFailed(client, error);
-    }
-    client.writing = false;
-    // Whatever was queued meanwhile, or the FIN of a close that began meanwhile.
-    if (client.queue.length > 0 || client.state === "leaving") {
-      client.writing = true;
-      queueMicrotask(() => flush(client));
-    }
-  }
-
-  function waitDrained(client: Client): Promise<void> {
-    client.drained ??= Promise.withResolvers<void>();
-    return client.drained.promise.then(() => {
-      client.drained = undefined;
-    });
-  }
-
-  // ---- the room
-
-  /** Tells the room about a join, leave or rename, unless the room is too big for that. */
-  function announce(text: string, except?: Client): void {
-    if (registry.size <= ANNOUNCE_LIMIT) broadcast(text, except);
-  }
-
-  function broadcast(text: string, except?: Client): void {
-    const bytes = encodeLine(text);
-    for (const client of registry.values()) {
-      if (client !== except) send(client, bytes);
-    }
-  }
-
-  function clientByName(name: string): Client | undefined {
-    const key = nameKey(name);
-    for (const client of registry.values()) {
-      if (nameKey(client.name) === key) return client;
-    }
-    return undefined;
-  }
-
-  /**
-   * The one place a client leaves the room: it is taken out of the registry,
-   * the others are told, and its connection starts closing (flush, FIN, wait
-   * for the peer's FIN at most CLOSE_GRACE_MS).
-   */
-  function leave(client: Client, cause: Cause, notice?: string): void {
-    if (client.state !== "open") return;
-    client.state = "leaving";
-    wakeReader(client); // so its FIN is read now, not after the pause
-    if (registry.delete(client.id)) {
-      log(`closed ${addressOf(client)} id=${client.id} ${client.name} (${cause})`);
-      // In a shutdown everybody is leaving: each gets the shutdown notice instead.
-      if (mode === "chat" && !shuttingDown) announce(say.left(client.name, cause));
-    } else {
-      log(`closed ${addressOf(client)} (${cause})`);
-    }
-    if (notice !== undefined && mode === "chat") {
-      // The shutdown notice goes ahead of whatever is still queued: in a busy
-      // room a client could otherwise spend the whole 2 s of grace reading its
-      // backlog and never learn why the server closed. Queued entries are whole
-      // lines, so this keeps lines whole.
-      if (shuttingDown) {
-        const bytes = encodeLine(notice);
-        client.queue.unshift(bytes);
-        client.queuedBytes += bytes.length;
-      } else {
-        sendLine(client, notice);
-      }
-    }
-    // Nothing to wait for when the client's FIN is in and nothing is left to
-    // send: the flush below closes at once (the common end of a connection).
-    const closesAtOnce = client.finReceived && !client.writing && client.queue.length === 0;
-    if (!closesAtOnce) client.graceTimer = setTimeout(() => release(client), CLOSE_GRACE_MS);
-    if (!client.writing) {
-      client.writing = true;
-      queueMicrotask(() => flush(client));
-    }
-  }
-
-  /** Closes the socket for good. After a clean close both FINs have been exchanged. */
-  function release(client: Client): void {
-    if (client.state === "closed") return;
-    client.state = "closed";
-    clearTimeout(client.graceTimer);
-    wakeReader(client); // it sees the client closed, and ends
-    client.queue = [];
-    client.queuedBytes = 0;
-    connections.delete(client);
-    try {
-      client.conn.close();
-    } catch {
-      // Already closed by the runtime after an error: nothing left to free.
-    }
-    trace(client, "closed (socket released)");
-    client.drained?.resolve();
-    if (shuttingDown && !client.finReceived) closedWithoutFin++;
-    if (shuttingDown && connections.size === 0) endShutdown();
-  }
-
-  function releaseIfDone(client: Client): void {
-    if (client.state === "leaving" && client.finSent && client.finReceived) release(client);
-  }
-
-  // ---- input
-
-  function handleChatLine(client: Client, line: Uint8Array): void {
-    const text = sanitize(decodeUtf8(line));
-    const command = parseCommand(text);
-    if (command === undefined) {
-      const relay = say.relay(client.name, text);
-      log(relay);
-      broadcast(relay, client);
-      return;
-    }
-    switch (command.name) {
-      case "/nick":
-        return rename(client, command.argument);
-      case "/list":
-        return listClients((line) => sendLine(client, line));
-      case "/quit":
-        return leave(client, "quit", say.bye);
-      case "/help":
-        for (const line of say.help) sendLine(client, line);
-        return;
-      default:
-        sendLine(client, say.unknownCommand(command.name));
-    }
-  }
-
-  function rename(client: Client, name: string): void {
-    if (name === "") return sendLine(client, say.nickUsage);
-    const error = nameError(name);
-    if (error !== undefined) return sendLine(client, error);
-    const holder = clientByName(name);
-    if (holder !== undefined && holder !== client) return sendLine(client, say.nameTaken(name));
-    const old = client.name;
-    client.name = name;
-    log(`renamed ${addressOf(client)} id=${client.id} ${old} -> ${name}`);
-    sendLine(client, say.renamed(old, name));
-    announce(say.renamed(old, name), client);
-  }
-
-  function listClients(output: (line: string) => void): void {
-    const now = clock();
-    for (const client of registry.values()) {
-      output(listLine({ ...client, address: addressOf(client) }, now));
-    }
-    output(say.count(registry.size, "client"));
-  }
-
-  /**
-   * Handles the frames of one read. In chat mode a client out of its line
-   * allowance is paused here, before its next line: the returned promise
-   * settles when all are handled, and its reading waits for that.
-   */
-  function handleFrames(client: Client, frames: Frame[]): void | Promise<void> {
-    if (mode === "echo") return echoFrames(client, frames);
-    for (let i = 0; i < frames.length; i++) {
-      if (client.state !== "open") return;
-      if (maxRate > 0 && !takeToken(client, maxRate, clock())) {
-        return resumeLater(client, frames.slice(i));
-      }
-      const error = frameError(frames[i]);
-      if (error !== undefined) send(client, error);
-      else handleChatLine(client, frames[i] as Uint8Array);
-    }
-  }
-
-  // ---- flood control: a token bucket per client, refilled at maxRate a second
-
-  async function resumeLater(client: Client, frames: Frame[]): Promise<void> {
-    // Wait for a tenth of a second's allowance (or for what is left of this
-    // read, if less), not for each single line.
-    const wanted = Math.min(Math.max(1, maxRate / 10), frames.length) - client.tokens;
-    await new Promise<void>((resume) => {
-      const timer = setTimeout(resume, (wanted * 1000) / maxRate);
-      client.paused = { timer, resume };
-    });
-    client.paused = undefined;
-    // The held lines are what the client sent: handling them counts as hearing from it.
-    // (After a kick, a shutdown or a release, handleFrames drops them at once.)
-    client.lastHeardAt = clock();
-    return handleFrames(client, frames);
-  }
-
-  /** Ends a flood-control pause early: the client left, and only its FIN is still read. */
-  function wakeReader(client: Client): void {
-    if (client.paused === undefined) return;
-    clearTimeout(client.paused.timer);
-    client.paused.resume();
-  }
-
-  // Echo: the valid lines of one read, and an error line in place of each bad
-  // one, are copied into one buffer: one allocation and one write per read.
-  function echoFrames(client: Client, frames: Frame[]): void {
-    const pieces: Uint8Array[] = [];
-    for (const frame of frames) {
-      const error = frameError(frame);
-      if (error !== undefined) pieces.push(error);
-      else pieces.push(frame as Uint8Array, NEWLINE_BYTES);
-    }
-    let size = 0;
-    for (const piece of pieces) size += piece.length;
-    const echo = new Uint8Array(size);
-    let offset = 0;
-    for (const piece of pieces) {
-      echo.set(piece, offset);
-      offset += piece.length;
-    }
-    send(client, echo);
-  }
-
-  // An idle connection waits in this loop, so it keeps little: the work on a
-  // chunk is done by handleChunk, and the error path by readFailed.
-  async function readFrom(client: Client): Promise<void> {
-    let buffer = new Uint8Array(INITIAL_READ_BYTES);
-    try {
-      while (true) {
-        if (client.queuedBytes >= PAUSE_READING_BYTES) await waitDrained(client);
-        if (client.state === "closed") return;
-        const n = await client.conn.read(buffer);
-        if (n === null) break;
-        // After /quit, a kick or shutdown, input is read only to find the FIN.
-        if (client.state !== "open") continue;
-        // The frames are views into `buffer`: it is not read into again until they are handled.
-        const handling = handleChunk(client, buffer.subarray(0, n));
-        if (handling !== undefined) await handling;
-        if (n === buffer.length && buffer.length < READ_BUFFER_SIZE) {
-          buffer = new Uint8Array(READ_BUFFER_SIZE);
-        }
-      }
-    } catch (error) {
-      return readFailed(client, error);
-    }
-    // Close: the peer's FIN arrived; the kernel has already ACKed it.
-    client.finReceived = true;
-    trace(client, "FIN received (read returned EOF: the client sends no more)");
-    // Everything the client sent before its FIN has been handled above.
-    leave(client, "eof");
-    releaseIfDone(client);
-  }
-
-  function handleChunk(client: Client, chunk: Uint8Array): void | Promise<void> {
-    client.lastHeardAt = clock();
-    client.framer ??= new LineFramer();
-    // Echo's fast path: a block of good lines goes back in one write.
-    const end = mode === "echo" ? client.framer.wholeLinesEnd(chunk) : 0;
-    if (end > 0 && isValidUtf8(chunk.subarray(0, end))) {
-      if (end < chunk.length) client.framer.push(chunk.subarray(end));
-      return writeNow(client, chunk.subarray(0, end));
-    }
-    return handleFrames(client, client.framer.push(chunk));
-  }
-
-  function readFailed(client: Client, error: unknown): void {
-    if (client.state === "closed") return; // we closed it ourselves
-    const cause = isReset(error) ? "reset" : `read error: ${errorText(error)}`;
-    if (cause === "reset") trace(client, "RST received (connection reset by peer)");
-    leave(client, cause);
-    release(client);
-  }
-
-  function accept(conn: Deno.TcpConn): void {
-    conn.setNoDelay(true);
-    const now = clock();
-    const id = nextId++;
-    const client: Client = {
-      id,
-      name: defaultName(id),
-      conn,
-      connectedAt: now,
-      lastHeardAt: now,
-      tokens: maxRate,
-      tokensAt: now,
-      state: "open",
-      queue: [],
-      queuedBytes: 0,
-      writing: false,
-      finReceived: false,
-      finSent: false,
-    };
-    connections.add(client);
-    // Handshake: accept() returns after SYN, SYN-ACK, ACK have completed.
-    trace(client, "accepted (handshake done: SYN, SYN-ACK, ACK)");
-    if (registry.size >= maxClients) {
-      log(`refused ${addressOf(client)}: server full (max ${maxClients} clients)`);
-      sendLine(client, say.serverFull(maxClients, "client"));
-      leave(client, "server full");
-    } else {
-      registry.set(id, client);
-      log(`connected ${addressOf(client)} id=${id} ${client.name}`);
-      if (mode === "chat") {
-        writeNow(client, encodeLine(say.welcome(client.name)));
-        announce(say.joined(client.name), client);
-      }
-    }
-    readFrom(client);
-  }
+  const context: ClientContext = {
+    room,
+    mode,
+    maxRate,
+    log,
+    settings: {
+      maxQueueBytes: options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES,
+      trace: options.trace ? log : undefined,
+    },
+    released(client, finReceived) {
+      clients.delete(client);
+      if (!shuttingDown) return;
+      if (!finReceived) closedWithoutFin++;
+      if (clients.size === 0) endShutdown();
+    },
+  };
 
   async function acceptLoop(): Promise<void> {
     while (!shuttingDown) {
@@ -616,50 +173,9 @@ export function startServer(options: ServerOptions = {}): Server {
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
         continue;
       }
-      accept(conn);
-    }
-  }
-
-  // ---- idle timeout: one sweep for everybody, counting only what clients send
-
-  let idleSweep: ReturnType<typeof setInterval> | undefined;
-  if (idleTimeoutMs > 0) {
-    idleSweep = setInterval(() => {
-      const now = clock();
-      for (const client of registry.values()) {
-        if (client.paused === undefined && now - client.lastHeardAt >= idleTimeoutMs) {
-          leave(client, "idle timeout", say.idle);
-        }
-      }
-    }, Math.min(1000, Math.max(10, idleTimeoutMs / 4)));
-  }
-
-  // ---- console
-
-  function consoleLine(line: string): void {
-    const command = parseCommand(line);
-    if (command === undefined) {
-      if (mode === "echo") return log("echo mode: console lines are not sent to clients");
-      const relay = say.relay(SERVER_NAME, sanitize(line));
-      log(relay);
-      broadcast(relay);
-      return;
-    }
-    switch (command.name) {
-      case "/list":
-        return listClients(log);
-      case "/kick": {
-        const client = registry.get(Number(command.argument));
-        if (!/^\d+$/.test(command.argument) || client === undefined) {
-          return log(`no client with id ${command.argument} (see /list)`);
-        }
-        return leave(client, "kicked", say.kicked);
-      }
-      case "/quit":
-        shutdown();
-        return;
-      default:
-        log(`unknown console command ${command.name} (try /list, /kick ID, /quit)`);
+      // Lines are small and interactive: send each at once (no Nagle). TCP only.
+      conn.setNoDelay(true);
+      clients.add(new Client(conn, context));
     }
   }
 
@@ -668,23 +184,18 @@ export function startServer(options: ServerOptions = {}): Server {
     shuttingDown = true;
     shutdownStartedAt = performance.now();
     log("shutting down");
-    clearInterval(idleSweep);
     listener.close(); // stop accepting: new connections are refused from here on
-    for (const client of [...registry.values()]) {
-      leave(client, "shutdown", say.shuttingDown);
-    }
-    if (connections.size === 0) endShutdown();
+    room.shutdown(); // every client is told and its connection starts closing
+    if (clients.size === 0) endShutdown();
     // The whole shutdown waits CLOSE_GRACE_MS at most for FINs, then closes the rest.
     const deadline = setTimeout(() => {
-      for (const client of [...connections]) release(client); // the last one ends the shutdown
+      for (const client of [...clients]) client.release(); // the last one ends the shutdown
     }, CLOSE_GRACE_MS);
     return finished.promise.then(() => clearTimeout(deadline));
   }
 
   /** The end of a shutdown, once every connection is closed: logged before the process may exit. */
   function endShutdown(): void {
-    if (shutdownEnded) return;
-    shutdownEnded = true;
     const ms = Math.round(performance.now() - shutdownStartedAt);
     const unanswered = closedWithoutFin > 0 ? `; ${closedWithoutFin} closed without their FIN` : "";
     log(`shut down in ${ms} ms${unanswered}`);
@@ -693,17 +204,171 @@ export function startServer(options: ServerOptions = {}): Server {
 
   acceptLoop();
   return {
-    addr: addr as Deno.NetAddr,
-    console: consoleLine,
+    addr: listener.addr,
+    console: (line) => room.console(line),
     shutdown,
     finished: finished.promise,
     get clientCount() {
-      return registry.size;
+      return room.size;
     },
     get connectionCount() {
-      return connections.size;
+      return clients.size;
     },
   };
+}
+
+/** What every client of one server shares. */
+interface ClientContext {
+  room: Room;
+  mode: Mode;
+  maxRate: number;
+  log: (line: string) => void;
+  settings: ConnectionSettings;
+  released(client: Client, finReceived: boolean): void;
+}
+
+/**
+ * One TCP client: its connection (the transport) wired to the room, where it
+ * is a member in both modes (so the console's /list and /kick, the client
+ * limit and the idle timeout work for echo clients too). In chat mode its
+ * lines go to the room; in echo mode they come back.
+ */
+class Client implements ConnectionHandler, MemberLink {
+  readonly #context: ClientContext;
+  readonly #connection: Connection;
+  readonly #member?: Member;
+  /** Made on the client's first read: an idle client never needs one. */
+  #framer?: LineFramer;
+  /** Flood control: lines the client may still send now, as of `tokensAt`. */
+  tokens: number;
+  tokensAt: number;
+
+  constructor(conn: Deno.Conn, context: ClientContext) {
+    this.#context = context;
+    this.tokens = context.maxRate;
+    this.tokensAt = context.room.now();
+    this.#connection = new Connection(conn, context.settings, this);
+    const address = this.#connection.address;
+    this.#member = context.room.join(this, address);
+    if (this.#member === undefined) {
+      context.log(`closed ${address} (server full)`);
+      this.#connection.close();
+    } else {
+      context.log(`connected ${address} id=${this.#member.id} ${this.#member.name}`);
+    }
+  }
+
+  // ---- what the room asks of the client (MemberLink)
+
+  deliver(line: Uint8Array): void {
+    this.#connection.send(line);
+  }
+
+  left(cause: string, notice: Uint8Array | undefined): void {
+    const member = this.#member!;
+    this.#context.log(
+      `closed ${this.#connection.address} id=${member.id} ${member.name} (${cause})`,
+    );
+    // The shutdown notice goes ahead of whatever is still queued: in a busy
+    // room a client could otherwise spend the whole 2 s of grace reading its
+    // backlog and never learn why the server closed.
+    this.#connection.close(notice, cause === "shutdown");
+  }
+
+  get paced(): boolean {
+    return this.#connection.paused;
+  }
+
+  // ---- what the connection tells the client (ConnectionHandler)
+
+  received(chunk: Uint8Array): void | Promise<void> {
+    const member = this.#member!;
+    this.#context.room.touch(member);
+    const framer = this.#framer ??= new LineFramer();
+    if (this.#context.mode === "echo") {
+      // Echo's fast path: a block of good lines goes back in one write.
+      const end = framer.wholeLinesEnd(chunk);
+      if (end > 0 && isValidUtf8(chunk.subarray(0, end))) {
+        if (end < chunk.length) framer.push(chunk.subarray(end));
+        return this.#connection.writeNow(chunk.subarray(0, end));
+      }
+      return this.#echo(framer.push(chunk));
+    }
+    return this.#chat(framer.push(chunk));
+  }
+
+  ended(cause: string): void {
+    if (cause === "slow consumer") {
+      this.#context.log(
+        `dropping ${this.#connection.address} id=${
+          this.#member!.id
+        }: output queue over ${this.#context.settings.maxQueueBytes} bytes (not reading fast enough)`,
+      );
+    }
+    this.#context.room.leave(this.#member!, cause);
+  }
+
+  released(finReceived: boolean): void {
+    this.#context.released(this, finReceived);
+  }
+
+  /** Closes the socket now, whatever is left (the end of a shutdown's grace). */
+  release(): void {
+    this.#connection.release();
+  }
+
+  // ---- chat: each good line to the room, paced by flood control
+
+  /**
+   * Handles the frames of one read. A client out of its line allowance is
+   * paused before its next line: the returned promise settles when all are
+   * handled, and its reading waits for that.
+   */
+  #chat(frames: Frame[]): void | Promise<void> {
+    const { room, maxRate } = this.#context;
+    for (let i = 0; i < frames.length; i++) {
+      if (this.#connection.closing) return;
+      if (maxRate > 0 && !takeToken(this, maxRate, room.now())) {
+        return this.#resumeLater(frames.slice(i));
+      }
+      const error = frameError(frames[i]);
+      if (error !== undefined) this.#connection.send(error);
+      else room.hear(this.#member!, sanitize(decodeUtf8(frames[i] as Uint8Array)));
+    }
+  }
+
+  async #resumeLater(frames: Frame[]): Promise<void> {
+    const { room, maxRate } = this.#context;
+    // Wait for a tenth of a second's allowance (or for what is left of this
+    // read, if less), not for each single line.
+    const wanted = Math.min(Math.max(1, maxRate / 10), frames.length) - this.tokens;
+    await this.#connection.pause((wanted * 1000) / maxRate);
+    // The held lines are what the client sent: handling them counts as hearing from it.
+    // (After a kick, a shutdown or a release, #chat drops them at once.)
+    room.touch(this.#member!);
+    return this.#chat(frames);
+  }
+
+  // ---- echo: the valid lines of one read, and an error line in place of
+  // each bad one, are copied into one buffer: one allocation and one write.
+
+  #echo(frames: Frame[]): void {
+    const pieces: Uint8Array[] = [];
+    for (const frame of frames) {
+      const error = frameError(frame);
+      if (error !== undefined) pieces.push(error);
+      else pieces.push(frame as Uint8Array, NEWLINE_BYTES);
+    }
+    let size = 0;
+    for (const piece of pieces) size += piece.length;
+    const echo = new Uint8Array(size);
+    let offset = 0;
+    for (const piece of pieces) {
+      echo.set(piece, offset);
+      offset += piece.length;
+    }
+    this.#connection.send(echo);
+  }
 }
 
 const NEWLINE_BYTES = new Uint8Array([0x0a]);
@@ -733,16 +398,6 @@ function frameError(frame: Frame): Uint8Array | undefined {
   if (frame === LINE_TOO_LONG) return TOO_LONG_LINE;
   if (!isValidUtf8(frame)) return INVALID_UTF8_LINE;
   return undefined;
-}
-
-function addressOf(client: { conn: Deno.TcpConn }): string {
-  return formatAddress(client.conn.remoteAddr);
-}
-
-function isReset(error: unknown): boolean {
-  return error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.ConnectionAborted;
 }
 
 export async function main(args: string[]): Promise<number> {

@@ -38,15 +38,8 @@ import {
   UsageError,
   withNetErrors,
 } from "./cli.ts";
-import {
-  defaultName,
-  listLine,
-  nameError,
-  nameKey,
-  parseCommand,
-  say,
-  SERVER_NAME,
-} from "./protocol.ts";
+import { parseCommand, say } from "./protocol.ts";
+import { type Member, type MemberLink, Room } from "./room.ts";
 
 const USAGE = `Usage: deno run --allow-net udp_server.ts [options]
 
@@ -82,21 +75,11 @@ export interface UdpServerOptions {
   host?: string;
   port?: number;
   mode?: Mode;
-  /** A peer silent for this long is forgotten (announced as "left (timeout)"). */
+  /** A peer silent for this long is forgotten (announced as "left (idle timeout)"). */
   peerTimeoutMs?: number;
   maxPeers?: number;
   /** Where log lines go (default: stdout). */
   log?: (line: string) => void;
-}
-
-/** A peer the chat server has heard from. Its address is its identity. */
-interface Peer {
-  id: number;
-  name: string;
-  addr: Deno.NetAddr;
-  address: string;
-  connectedAt: number;
-  lastHeardAt: number;
 }
 
 export interface UdpServer {
@@ -138,8 +121,6 @@ export function checkDatagram(datagram: Uint8Array): Checked {
 /** Binds the socket and starts serving; throws if the address cannot be bound. */
 export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
   const mode = options.mode ?? "chat";
-  const maxPeers = options.maxPeers ?? DEFAULT_MAX_PEERS;
-  const peerTimeoutMs = options.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_S * 1000;
   const log = options.log ?? ((line: string) => console.log(line));
 
   // Always name the host: Deno's default for datagrams is 0.0.0.0, every interface.
@@ -149,159 +130,20 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
     port: options.port ?? DEFAULT_PORT,
   });
   const addr = socket.addr as Deno.NetAddr;
-  /** The room: every peer heard from and not yet gone, by "host:port". */
+  const outbox = new Outbox(socket, log);
+  const room = new Room({
+    noun: "peer",
+    chat: mode === "chat",
+    maxMembers: options.maxPeers ?? DEFAULT_MAX_PEERS,
+    // UDP has no close: a peer that falls silent is the only end there is.
+    idleTimeoutMs: mode === "chat" ? options.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_S * 1000 : 0,
+    log,
+    onQuit: () => shutdown(),
+  });
+  /** The peers in the room by "host:port": over UDP an address is a peer's identity. */
   const peers = new Map<string, Peer>();
-  let nextId = 1;
-  // Peer times come from the monotonic clock: setting the system clock
-  // forward must not time every peer out, nor setting it back keep them.
-  const clock = () => performance.now();
   let shuttingDown = false;
-  let closed = false;
   const finished = Promise.withResolvers<void>();
-
-  // ---- output: one datagram per line, sent at once (UDP has no queue to fill)
-
-  async function sendTo(to: Deno.NetAddr, bytes: Uint8Array): Promise<void> {
-    try {
-      await socket.send(bytes, to);
-    } catch (error) {
-      // One peer's bad address (or a closed socket at shutdown) must not stop the others.
-      if (!closed) log(`send to ${formatAddress(to)} failed: ${errorText(error)}`);
-    }
-  }
-
-  function sendLine(to: Deno.NetAddr, text: string): Promise<void> {
-    return sendTo(to, encodeLine(text));
-  }
-
-  async function broadcast(text: string, except?: Peer): Promise<void> {
-    const bytes = encodeLine(text);
-    for (const peer of [...peers.values()]) {
-      if (peer !== except) await sendTo(peer.addr, bytes);
-    }
-  }
-
-  function peerByName(name: string): Peer | undefined {
-    const key = nameKey(name);
-    for (const peer of peers.values()) {
-      if (nameKey(peer.name) === key) return peer;
-    }
-    return undefined;
-  }
-
-  /** The one place a peer leaves the table; the others are told why. */
-  async function leave(peer: Peer, cause: string, notice?: string): Promise<void> {
-    if (!peers.delete(peer.address)) return;
-    log(`left ${peer.address} id=${peer.id} ${peer.name} (${cause})`);
-    // No close to wait for: the notice is the whole goodbye, and it may be lost.
-    if (notice !== undefined) await sendLine(peer.addr, notice);
-    await broadcast(say.left(peer.name, cause));
-  }
-
-  /**
-   * A newcomer joins on its first good datagram. When that datagram is a
-   * valid `/nick NAME`, it joins under that name, so others see one notice.
-   */
-  async function join(
-    from: Deno.NetAddr,
-    address: string,
-    text: string,
-  ): Promise<Peer | undefined> {
-    if (peers.size >= maxPeers) {
-      log(`refused ${address}: server full (max ${maxPeers} peers)`);
-      await sendLine(from, say.serverFull(maxPeers, "peer"));
-      return undefined;
-    }
-    const id = nextId++;
-    let name = defaultName(id);
-    const command = parseCommand(text);
-    if (command?.name === "/nick" && nameError(command.argument) === undefined) {
-      if (peerByName(command.argument) === undefined) name = command.argument;
-    }
-    const now = clock();
-    const peer: Peer = { id, name, addr: from, address, connectedAt: now, lastHeardAt: now };
-    peers.set(address, peer);
-    log(`joined ${address} id=${id} ${name}`);
-    await sendLine(from, say.welcome(name));
-    await broadcast(say.joined(name), peer);
-    return peer;
-  }
-
-  async function handleChat(from: Deno.NetAddr, address: string, bytes: Uint8Array) {
-    let peer = peers.get(address);
-    if (peer !== undefined) peer.lastHeardAt = clock();
-    const checked = checkDatagram(bytes);
-    if ("error" in checked) return await refuse(from, address, bytes, checked.error);
-    if (checked.text.includes(0x0a)) {
-      return await refuse(from, address, bytes, ONE_LINE_PER_DATAGRAM);
-    }
-    const text = sanitize(decodeUtf8(checked.text));
-    if (peer === undefined) {
-      peer = await join(from, address, text);
-      if (peer === undefined) return;
-      // A first "/nick NAME" has named the newcomer already; a bad one is answered below.
-      const command = parseCommand(text);
-      if (command?.name === "/nick" && command.argument === peer.name) return;
-    }
-    await handleChatLine(peer, text);
-  }
-
-  async function handleChatLine(peer: Peer, text: string): Promise<void> {
-    const command = parseCommand(text);
-    if (command === undefined) {
-      // An empty datagram (or one of control characters only) says "I am here", nothing more.
-      if (text === "") return;
-      const relay = say.relay(peer.name, text);
-      log(relay);
-      return await broadcast(relay, peer);
-    }
-    switch (command.name) {
-      case "/nick":
-        return await rename(peer, command.argument);
-      case "/list":
-        return await listPeers((line) => sendLine(peer.addr, line));
-      case "/quit":
-        return await leave(peer, "quit", say.bye);
-      case "/help":
-        for (const line of say.help) await sendLine(peer.addr, line);
-        return;
-      default:
-        await sendLine(peer.addr, say.unknownCommand(command.name));
-    }
-  }
-
-  async function rename(peer: Peer, name: string): Promise<void> {
-    if (name === "") return await sendLine(peer.addr, say.nickUsage);
-    const error = nameError(name);
-    if (error !== undefined) return await sendLine(peer.addr, error);
-    const holder = peerByName(name);
-    if (holder !== undefined && holder !== peer) {
-      return await sendLine(peer.addr, say.nameTaken(name));
-    }
-    const old = peer.name;
-    peer.name = name;
-    log(`renamed ${peer.address} id=${peer.id} ${old} -> ${name}`);
-    await broadcast(say.renamed(old, name));
-  }
-
-  // One datagram per line: a 1000-line list in one datagram would pass the UDP maximum.
-  async function listPeers(output: (line: string) => Promise<void>): Promise<void> {
-    const now = clock();
-    for (const peer of [...peers.values()]) await output(listLine(peer, now));
-    await output(say.count(peers.size, "peer"));
-  }
-
-  async function refuse(from: Deno.NetAddr, address: string, bytes: Uint8Array, error: string) {
-    log(`refused ${address}: ${error.slice("ERR ".length)} (${bytes.length} bytes)`);
-    await sendLine(from, error);
-  }
-
-  // Echo: a good datagram goes back byte for byte, "\n" or not; nothing else is sent.
-  async function handleEcho(from: Deno.NetAddr, address: string, bytes: Uint8Array) {
-    const checked = checkDatagram(bytes);
-    if ("error" in checked) return await refuse(from, address, bytes, checked.error);
-    await sendTo(from, bytes);
-  }
 
   async function receiveLoop(): Promise<void> {
     const buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
@@ -309,11 +151,12 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
       let bytes: Uint8Array;
       let from: Deno.NetAddr;
       try {
+        // recvfrom: one whole datagram and the address it came from.
         const [datagram, source] = await socket.receive(buffer);
         bytes = datagram;
         from = source as Deno.NetAddr;
       } catch (error) {
-        if (closed) return;
+        if (outbox.closed) return;
         // An ICMP error for an earlier send can surface here; it ends nothing.
         log(`receive failed: ${errorText(error)}`);
         continue;
@@ -321,63 +164,60 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
       if (shuttingDown) continue;
       const address = formatAddress(from);
       log(`datagram from ${address}: ${bytes.length} bytes`);
-      // Handled one at a time: the kernel's socket buffer is the only queue, and it is bounded.
+      // Handled one at a time, and what one datagram makes the room send is
+      // sent before the next is read: the kernel's socket buffer is the only
+      // queue of input, and it is bounded.
       if (mode === "echo") await handleEcho(from, address, bytes);
-      else await handleChat(from, address, bytes);
+      else handleChat(from, address, bytes);
+      await outbox.idle();
     }
   }
 
-  // ---- peer timeout: one sweep for everybody, counting only what peers send
+  // Echo: a good datagram goes back byte for byte, "\n" or not; nothing else is sent.
+  async function handleEcho(from: Deno.NetAddr, address: string, bytes: Uint8Array) {
+    const checked = checkDatagram(bytes);
+    if ("error" in checked) return refuse(from, address, bytes, checked.error);
+    // sendto: straight back to the address it came from.
+    await outbox.sendNow(from, bytes);
+  }
 
-  const timeoutSweep = mode === "chat"
-    ? setInterval(() => {
-      const now = clock();
-      for (const peer of [...peers.values()]) {
-        if (now - peer.lastHeardAt >= peerTimeoutMs) leave(peer, "timeout", say.idle);
-      }
-    }, Math.min(1000, Math.max(10, peerTimeoutMs / 4)))
-    : undefined;
-
-  // ---- console
-
-  function consoleLine(line: string): void {
-    const command = parseCommand(line);
-    if (command === undefined) {
-      if (mode === "echo") return log("echo mode: console lines are not sent to peers");
-      const relay = say.relay(SERVER_NAME, sanitize(line));
-      log(relay);
-      broadcast(relay);
-      return;
+  function handleChat(from: Deno.NetAddr, address: string, bytes: Uint8Array): void {
+    let peer = peers.get(address);
+    if (peer !== undefined) room.touch(peer.member!);
+    const checked = checkDatagram(bytes);
+    if ("error" in checked) return refuse(from, address, bytes, checked.error);
+    if (checked.text.includes(0x0a)) return refuse(from, address, bytes, ONE_LINE_PER_DATAGRAM);
+    const text = sanitize(decodeUtf8(checked.text));
+    if (peer === undefined) {
+      // A newcomer joins on its first good datagram; when that is a valid
+      // `/nick NAME`, it joins under that name, so others see one notice.
+      const command = parseCommand(text);
+      const wanted = command?.name === "/nick" ? command.argument : undefined;
+      peer = new Peer(from, address, outbox, log, peers);
+      const member = room.join(peer, address, wanted);
+      if (member === undefined) return;
+      peer.member = member;
+      peers.set(address, peer);
+      log(`joined ${address} id=${member.id} ${member.name}`);
+      // A first "/nick NAME" has named the newcomer already; a bad one is answered below.
+      if (member.name === wanted) return;
     }
-    switch (command.name) {
-      case "/list": {
-        const now = clock();
-        for (const peer of peers.values()) log(listLine(peer, now));
-        return log(say.count(peers.size, "peer"));
-      }
-      case "/kick": {
-        const peer = [...peers.values()].find((peer) => String(peer.id) === command.argument);
-        if (peer === undefined) return log(`no peer with id ${command.argument} (see /list)`);
-        leave(peer, "kicked", say.kicked);
-        return;
-      }
-      case "/quit":
-        shutdown();
-        return;
-      default:
-        log(`unknown console command ${command.name} (try /list, /kick ID, /quit)`);
-    }
+    room.hear(peer.member!, text);
+  }
+
+  function refuse(from: Deno.NetAddr, address: string, bytes: Uint8Array, error: string): void {
+    log(`refused ${address}: ${error.slice("ERR ".length)} (${bytes.length} bytes)`);
+    outbox.send(from, encodeLine(error));
   }
 
   async function shutdown(): Promise<void> {
     if (shuttingDown) return finished.promise;
     shuttingDown = true; // datagrams that arrive from here on are not handled
     log("shutting down");
-    clearInterval(timeoutSweep);
+    room.shutdown(); // each peer is sent "* server shutting down"
     // Sends on loopback or a LAN finish at once; nobody answers, so nothing to wait for.
-    await broadcast(say.shuttingDown);
-    closed = true;
-    peers.clear();
+    await outbox.idle();
+    outbox.close();
     socket.close(); // also ends the pending receive()
     finished.resolve();
   }
@@ -388,13 +228,110 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
   });
   return {
     addr,
-    console: consoleLine,
+    console: (line) => room.console(line),
     shutdown,
     finished: finished.promise,
     get peerCount() {
-      return peers.size;
+      return room.size;
     },
   };
+}
+
+/**
+ * The datagrams waiting to be sent, one `send()` at a time. The receive loop
+ * waits for it to empty before reading the next datagram, so it holds at
+ * most what one datagram, console line or idle sweep makes the room send (a
+ * line to each peer, or a `/list`): bounded by the peer table.
+ */
+class Outbox {
+  readonly #socket: Deno.DatagramConn;
+  readonly #log: (line: string) => void;
+  #queue: { to: Deno.NetAddr; bytes: Uint8Array }[] = [];
+  #sending?: Promise<void>;
+  #closed = false;
+
+  constructor(socket: Deno.DatagramConn, log: (line: string) => void) {
+    this.#socket = socket;
+    this.#log = log;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Queues one datagram for `to`. */
+  send(to: Deno.NetAddr, bytes: Uint8Array): void {
+    if (this.#closed) return;
+    this.#queue.push({ to, bytes });
+    this.#sending ??= this.#sendAll();
+  }
+
+  /** Sends one datagram now (echo's path: nothing else is ever queued in echo mode). */
+  async sendNow(to: Deno.NetAddr, bytes: Uint8Array): Promise<void> {
+    try {
+      await this.#socket.send(bytes, to);
+    } catch (error) {
+      // One peer's bad address (or a closed socket at shutdown) must not stop the others.
+      if (!this.#closed) this.#log(`send to ${formatAddress(to)} failed: ${errorText(error)}`);
+    }
+  }
+
+  /** Resolves when everything queued has been sent. */
+  idle(): Promise<void> {
+    return this.#sending ?? Promise.resolve();
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#queue = [];
+  }
+
+  async #sendAll(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const { to, bytes } = this.#queue.shift()!;
+      await this.sendNow(to, bytes);
+    }
+    this.#sending = undefined;
+  }
+}
+
+/**
+ * A peer: an address the server has heard from, in the room as a member. No
+ * connection to end when it leaves: the notice is the whole goodbye, and it
+ * may be lost.
+ */
+class Peer implements MemberLink {
+  member?: Member;
+  readonly #to: Deno.NetAddr;
+  readonly #address: string;
+  readonly #outbox: Outbox;
+  readonly #log: (line: string) => void;
+  readonly #peers: Map<string, Peer>;
+
+  constructor(
+    to: Deno.NetAddr,
+    address: string,
+    outbox: Outbox,
+    log: (line: string) => void,
+    peers: Map<string, Peer>,
+  ) {
+    this.#to = to;
+    this.#address = address;
+    this.#outbox = outbox;
+    this.#log = log;
+    this.#peers = peers;
+  }
+
+  /** One line, one datagram: a 1000-line /list in one datagram would pass the UDP maximum. */
+  deliver(line: Uint8Array): void {
+    this.#outbox.send(this.#to, line);
+  }
+
+  left(cause: string, notice: Uint8Array | undefined): void {
+    this.#peers.delete(this.#address);
+    this.#log(`left ${this.#address} id=${this.member!.id} ${this.member!.name} (${cause})`);
+    if (notice !== undefined) this.#outbox.send(this.#to, notice);
+  }
 }
 
 /** Seconds, fractions allowed (0.2 for a quick test), from just above 0 to a day. */

@@ -2,13 +2,8 @@
  * In-process tests of server.ts: real sockets on 127.0.0.1, port 0.
  */
 import assert from "node:assert/strict";
-import {
-  ANNOUNCE_LIMIT,
-  type Server,
-  type ServerOptions,
-  startServer,
-  takeToken,
-} from "../server.ts";
+import { type Server, type ServerOptions, startServer, takeToken } from "../server.ts";
+import { ANNOUNCE_LIMIT } from "../room.ts";
 import { hasControlCharacters } from "../line_buffer.ts";
 import { bytes, LineReader, NEEDS_SPAWN } from "./util.ts";
 

@@ -215,13 +215,13 @@ Deno.test("a 256-byte datagram ending in a newline is relayed whole", async () =
   });
 });
 
-Deno.test("a silent peer leaves after the peer timeout, announced as (timeout)", async () => {
+Deno.test("a silent peer leaves after the peer timeout, announced as (idle timeout), as over TCP", async () => {
   await withServer({ peerTimeoutMs: 200 }, async (server) => {
     using alice = await joinAs(server, "alice");
     using bob = await joinAs(server, "bob");
     // Bob keeps talking (each answer prompts the next question) while alice says nothing.
     let text = "";
-    while (text !== say.left("alice", "timeout")) {
+    while (text !== say.left("alice", "idle timeout")) {
       await bob.send(server.addr, "/ping\n");
       text = await bob.next();
     }
@@ -239,11 +239,11 @@ Deno.test("receiving does not keep a peer: only what it sends does", async () =>
     using bob = await joinAs(server, "bob");
     // Bob talks to alice without pause; alice only receives, and still times out.
     let text = "";
-    while (text !== say.left("alice", "timeout")) {
+    while (text !== say.left("alice", "idle timeout")) {
       await bob.send(server.addr, "/ping\n");
       text = await bob.next();
     }
-    assert.ok(logs.some((l) => /^left 127\.0\.0\.1:\d+ id=1 alice \(timeout\)$/.test(l)));
+    assert.ok(logs.some((l) => /^left 127\.0\.0\.1:\d+ id=1 alice \(idle timeout\)$/.test(l)));
     alice.socket.close();
   });
 });

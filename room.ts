@@ -1,0 +1,460 @@
+/**
+ * The chat room that both servers share, with no sockets in it: members and
+ * their names, the client and console commands, announcements, the relay, the
+ * idle sweep and the shutdown notice.
+ *
+ * A transport (TCP in `server.ts`, UDP in `udp_server.ts`) owns the sockets. It
+ * hands the room each member as a {@linkcode MemberLink}: a way to deliver a
+ * line, and a way to be told that the member has left. The room never waits on
+ * a member: `deliver` queues or sends and returns.
+ *
+ * Every event the room produces for the whole room (a chat line, a join, a
+ * leave, a rename, a kick, a name claim) passes through one {@linkcode RoomSeam}.
+ * The default, {@linkcode LocalSeam}, hands events straight back to this room;
+ * a seam backed by Redis can carry them to the rooms of other processes.
+ *
+ * @example
+ * ```ts
+ * import { Room } from "./room.ts";
+ * const room = new Room({ noun: "client" });
+ * const lines: string[] = [];
+ * const link = { deliver: (l: Uint8Array) => lines.push(new TextDecoder().decode(l)), left() {} };
+ * const alice = room.join(link, "127.0.0.1:5000")!;
+ * room.hear(alice, "/nick alice");
+ * // lines: ["* welcome, you are user1 (type /help for commands)\n", "* user1 is now alice\n"]
+ * ```
+ * @module
+ */
+import { encodeLine, sanitize } from "./line_buffer.ts";
+import {
+  defaultName,
+  listLine,
+  nameError,
+  nameKey,
+  parseCommand,
+  say,
+  SERVER_NAME,
+} from "./protocol.ts";
+
+/**
+ * Joins, leaves and renames are announced only while the room has at most
+ * this many members (counted after the change): each announcement goes to
+ * everyone, so a crowd of N arriving would cost N * N / 2 notices (12.5
+ * million for 5,000 members).
+ */
+export const ANNOUNCE_LIMIT = 100;
+
+/**
+ * What a transport gives the room for one member.
+ *
+ * `deliver` takes one encoded line (UTF-8 text and its `"\n"`); it may be
+ * shared with other members, so it must not be changed. It must not block; it
+ * may call {@linkcode Room.leave} for this member (a slow consumer), which the
+ * room then defers until the line has gone to everyone else.
+ *
+ * `left` is called exactly once, when the member has left the room, with the
+ * cause (`quit`, `eof`, `kicked`, `idle timeout`, ...) and the notice to tell
+ * it, if any (`* bye`); the transport then ends the member's connection.
+ */
+export interface MemberLink {
+  deliver(line: Uint8Array): void;
+  left(cause: string, notice: Uint8Array | undefined): void;
+  /** True while the transport holds the member's input back (flood control): it is not idle. */
+  readonly paced?: boolean;
+}
+
+/** A member of the room. The room changes `name` and `lastHeardAt`; the rest is fixed. */
+export interface Member {
+  readonly id: number;
+  name: string;
+  /** The peer's address, as `host:port` (shown in `/list` and the log). */
+  readonly address: string;
+  /** Times on the room's clock, in milliseconds. */
+  readonly connectedAt: number;
+  lastHeardAt: number;
+  readonly link: MemberLink;
+  /** Set when the member has left (or is leaving, after a broadcast in progress). */
+  gone: boolean;
+}
+
+/** Who an event is about: a member's id and name (`id` 0 is the server console). */
+export interface MemberRef {
+  id: number;
+  name: string;
+}
+
+/**
+ * Every event that crosses the {@linkcode RoomSeam}: what the whole room,
+ * in every process it spans, must see.
+ */
+export type RoomEvent =
+  | { kind: "line"; from: MemberRef; text: string }
+  | { kind: "join"; member: MemberRef }
+  | { kind: "leave"; member: MemberRef; cause: string }
+  | { kind: "rename"; member: MemberRef; from: string }
+  | { kind: "kick"; id: number };
+
+/**
+ * The one narrow interface between a room and the rest of the room beyond
+ * this process. Modelled on Redis's publish path, which delivers locally and
+ * then propagates to the cluster through one hook
+ * (`pubsubPublishMessageAndPropagateToCluster`, src/pubsub.c).
+ *
+ * - `open(apply)` is called once by the room: from then on the seam calls
+ *   `apply` for every event of the room, its own included, in room order.
+ * - `publish(event)` sends an event to the whole room. The room acts on its
+ *   own events only when `apply` brings them back, so every process sees the
+ *   same events in the same order.
+ * - `claimName(key, id)` claims a name key ({@linkcode nameKey}) for member
+ *   `id`, room-wide; `true` if the key was free or already that member's.
+ *   `releaseName(key, id)` gives it back (only the holder's release counts).
+ */
+export interface RoomSeam {
+  open(apply: (event: RoomEvent) => void): void;
+  publish(event: RoomEvent): void;
+  claimName(key: string, id: number): boolean;
+  releaseName(key: string, id: number): void;
+}
+
+/** The default seam: a room in one process. Events come straight back; claims live in a map. */
+export class LocalSeam implements RoomSeam {
+  #apply?: (event: RoomEvent) => void;
+  #claims = new Map<string, number>();
+
+  open(apply: (event: RoomEvent) => void): void {
+    this.#apply = apply;
+  }
+
+  publish(event: RoomEvent): void {
+    this.#apply?.(event);
+  }
+
+  claimName(key: string, id: number): boolean {
+    const holder = this.#claims.get(key);
+    if (holder !== undefined && holder !== id) return false;
+    this.#claims.set(key, id);
+    return true;
+  }
+
+  releaseName(key: string, id: number): void {
+    if (this.#claims.get(key) === id) this.#claims.delete(key);
+  }
+}
+
+/** Options of a {@linkcode Room}. */
+export interface RoomOptions {
+  /** What a member is called in counts and errors: "client" (TCP) or "peer" (UDP). */
+  noun: "client" | "peer";
+  /** `false` for an echo service: a registry only, with no notices and no relay (default true). */
+  chat?: boolean;
+  /** Members at once; a newcomer beyond gets `ERR server full` (default 1000). */
+  maxMembers?: number;
+  /** A member that sends nothing for this many milliseconds leaves; 0 = never (default 0). */
+  idleTimeoutMs?: number;
+  /** Milliseconds, never going back (default: whole milliseconds of `performance.now()`). */
+  clock?: () => number;
+  /** Where log lines go (default: stdout). */
+  log?: (line: string) => void;
+  /** Called for the console's `/quit`: the transport shuts the server down. */
+  onQuit?: () => void;
+  /** Where room events pass (default: a new {@linkcode LocalSeam}). */
+  seam?: RoomSeam;
+}
+
+// What a member is told when it leaves for each cause; other causes (eof,
+// reset, slow consumer) leave nobody to tell or nothing to tell it.
+const NOTICES: Record<string, Uint8Array> = {
+  quit: encodeLine(say.bye),
+  "idle timeout": encodeLine(say.idle),
+  kicked: encodeLine(say.kicked),
+  shutdown: encodeLine(say.shuttingDown),
+};
+const HELP = say.help.map(encodeLine);
+const SERVER: MemberRef = { id: 0, name: SERVER_NAME };
+
+/**
+ * The chat room. State lives here alone: the members by id, the name index,
+ * and the leaves held back while a line is being delivered.
+ *
+ * Transports call {@linkcode join}, {@linkcode hear} (a sanitised line from a
+ * member), {@linkcode touch} (the member was heard from), {@linkcode leave}
+ * (the connection ended) and {@linkcode console}; the room calls the member's
+ * {@linkcode MemberLink}.
+ */
+export class Room {
+  readonly #noun: "client" | "peer";
+  readonly #chat: boolean;
+  readonly #maxMembers: number;
+  readonly #idleTimeoutMs: number;
+  readonly #clock: () => number;
+  readonly #log: (line: string) => void;
+  readonly #onQuit: () => void;
+  readonly #seam: RoomSeam;
+  /** Every member in the room, by id, in order of arrival. */
+  readonly #members = new Map<number, Member>();
+  /** The same members by {@linkcode nameKey} of their names. */
+  readonly #byName = new Map<string, Member>();
+  #nextId = 1;
+  /** Nonzero while lines are being delivered: leaves wait in #deferred until it is done. */
+  #delivering = 0;
+  #deferred: { member: Member; cause: string }[] = [];
+  #idleSweep?: ReturnType<typeof setInterval>;
+  #shuttingDown = false;
+
+  constructor(options: RoomOptions) {
+    this.#noun = options.noun;
+    this.#chat = options.chat ?? true;
+    this.#maxMembers = options.maxMembers ?? 1000;
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? 0;
+    // Whole milliseconds are small integers, which V8 keeps inside the member
+    // object (a fraction takes a 16-byte box per field per member).
+    // performance.now() never goes back when the system clock is set back.
+    this.#clock = options.clock ?? (() => Math.floor(performance.now()));
+    this.#log = options.log ?? ((line) => console.log(line));
+    this.#onQuit = options.onQuit ?? (() => {});
+    this.#seam = options.seam ?? new LocalSeam();
+    this.#seam.open((event) => this.#apply(event));
+    if (this.#idleTimeoutMs > 0) {
+      const every = Math.min(1000, Math.max(10, this.#idleTimeoutMs / 4));
+      this.#idleSweep = setInterval(() => this.sweep(), every);
+    }
+  }
+
+  /** Members in the room. */
+  get size(): number {
+    return this.#members.size;
+  }
+
+  /** The room's clock, for transports that keep times of their own (flood control). */
+  now(): number {
+    return this.#clock();
+  }
+
+  /**
+   * Adds a member: named `name` if that is a valid name nobody holds,
+   * otherwise `user<id>`. In a chat room it is welcomed and the others are
+   * told. A full room tells the newcomer `ERR server full` and returns
+   * `undefined`; the transport then ends the connection.
+   */
+  join(link: MemberLink, address: string, name?: string): Member | undefined {
+    if (this.#members.size >= this.#maxMembers) {
+      this.#log(`refused ${address}: server full (max ${this.#maxMembers} ${this.#noun}s)`);
+      link.deliver(encodeLine(say.serverFull(this.#maxMembers, this.#noun)));
+      return undefined;
+    }
+    const id = this.#nextId++;
+    const now = this.#clock();
+    const member: Member = {
+      id,
+      name: defaultName(id),
+      address,
+      connectedAt: now,
+      lastHeardAt: now,
+      link,
+      gone: false,
+    };
+    if (name !== undefined && nameError(name) === undefined && this.#claim(member, name)) {
+      member.name = name;
+    }
+    this.#members.set(id, member);
+    this.#byName.set(nameKey(member.name), member);
+    if (this.#chat) {
+      link.deliver(encodeLine(say.welcome(member.name)));
+      this.#seam.publish({ kind: "join", member: { id, name: member.name } });
+    }
+    return member;
+  }
+
+  /** The member was heard from now: it is not idle. */
+  touch(member: Member): void {
+    member.lastHeardAt = this.#clock();
+  }
+
+  /**
+   * Handles one line from a member, already checked (at most 255 bytes of
+   * UTF-8) and sanitised: a command, or a line for everyone else. A line that
+   * is empty is relayed to nobody.
+   */
+  hear(member: Member, text: string): void {
+    if (member.gone) return;
+    const command = parseCommand(text);
+    if (command === undefined) {
+      if (text === "") return;
+      this.#seam.publish({ kind: "line", from: { id: member.id, name: member.name }, text });
+      return;
+    }
+    switch (command.name) {
+      case "/nick":
+        return this.#rename(member, command.argument);
+      case "/list":
+        return this.#list((line) => member.link.deliver(encodeLine(line)));
+      case "/quit":
+        return this.leave(member, "quit");
+      case "/help":
+        for (const line of HELP) member.link.deliver(line);
+        return;
+      default:
+        member.link.deliver(encodeLine(say.unknownCommand(command.name)));
+    }
+  }
+
+  /**
+   * The one place a member leaves: out of the registry and the name index,
+   * the others told (unless the server is shutting down, when each gets the
+   * shutdown notice instead), and the link's `left` called with the notice for
+   * the cause. A member that leaves while a line is being delivered (a slow
+   * consumer dropped by its own delivery) leaves once that delivery is done,
+   * as Redis defers freeing a client in the middle of a fan-out
+   * (`freeClientAsync`, src/networking.c). Leaving twice does nothing.
+   */
+  leave(member: Member, cause: string): void {
+    if (member.gone) return;
+    member.gone = true;
+    if (this.#delivering > 0) {
+      this.#deferred.push({ member, cause });
+      return;
+    }
+    this.#remove(member, cause);
+  }
+
+  /**
+   * Runs a line typed at the server's console: `/list`, `/kick ID`, `/quit`,
+   * or (in a chat room) a line to everyone as `<server> text`.
+   */
+  console(line: string): void {
+    const command = parseCommand(line);
+    if (command === undefined) {
+      if (!this.#chat) return this.#log(`echo mode: console lines are not sent to ${this.#noun}s`);
+      const text = sanitize(line);
+      if (text !== "") this.#seam.publish({ kind: "line", from: SERVER, text });
+      return;
+    }
+    switch (command.name) {
+      case "/list":
+        return this.#list(this.#log);
+      case "/kick": {
+        const member = /^\d+$/.test(command.argument)
+          ? this.#members.get(Number(command.argument))
+          : undefined;
+        if (member === undefined) {
+          return this.#log(`no ${this.#noun} with id ${command.argument} (see /list)`);
+        }
+        return this.#seam.publish({ kind: "kick", id: member.id });
+      }
+      case "/quit":
+        return this.#onQuit();
+      default:
+        this.#log(`unknown console command ${command.name} (try /list, /kick ID, /quit)`);
+    }
+  }
+
+  /**
+   * The idle sweep: every member not heard from for the idle timeout, and
+   * not held back by flood control, leaves as `idle timeout`. Runs on its own
+   * timer; callable with any `now` for tests.
+   */
+  sweep(now: number = this.#clock()): void {
+    if (this.#idleTimeoutMs <= 0) return;
+    for (const member of [...this.#members.values()]) {
+      if (member.link.paced !== true && now - member.lastHeardAt >= this.#idleTimeoutMs) {
+        this.leave(member, "idle timeout");
+      }
+    }
+  }
+
+  /** Every member leaves with the shutdown notice; no leave is announced. */
+  shutdown(): void {
+    this.#shuttingDown = true;
+    clearInterval(this.#idleSweep);
+    for (const member of [...this.#members.values()]) this.leave(member, "shutdown");
+  }
+
+  // ---- events, as the seam brings them back
+
+  #apply(event: RoomEvent): void {
+    switch (event.kind) {
+      case "line": {
+        const relay = say.relay(event.from.name, event.text);
+        this.#log(relay);
+        return this.#deliverAll(encodeLine(relay), event.from.id);
+      }
+      case "join":
+        return this.#announce(say.joined(event.member.name), event.member.id);
+      case "leave":
+        return this.#announce(say.left(event.member.name, event.cause));
+      case "rename":
+        return this.#announce(say.renamed(event.from, event.member.name), event.member.id);
+      case "kick": {
+        const member = this.#members.get(event.id);
+        if (member !== undefined) this.leave(member, "kicked");
+      }
+    }
+  }
+
+  /** Tells the room about a join, leave or rename, unless the room is too big for that. */
+  #announce(text: string, exceptId?: number): void {
+    if (this.#members.size <= ANNOUNCE_LIMIT) this.#deliverAll(encodeLine(text), exceptId);
+  }
+
+  /** Delivers one line to every member but `exceptId`; leaves during it wait until it is done. */
+  #deliverAll(line: Uint8Array, exceptId?: number): void {
+    this.#delivering++;
+    try {
+      for (const member of this.#members.values()) {
+        if (member.id !== exceptId && !member.gone) member.link.deliver(line);
+      }
+    } finally {
+      this.#delivering--;
+    }
+    while (this.#delivering === 0 && this.#deferred.length > 0) {
+      const { member, cause } = this.#deferred.shift()!;
+      this.#remove(member, cause);
+    }
+  }
+
+  #remove(member: Member, cause: string): void {
+    this.#members.delete(member.id);
+    const key = nameKey(member.name);
+    if (this.#byName.get(key) === member) this.#byName.delete(key);
+    this.#seam.releaseName(key, member.id);
+    if (this.#chat && !this.#shuttingDown) {
+      this.#seam.publish({ kind: "leave", member: { id: member.id, name: member.name }, cause });
+    }
+    member.link.left(cause, this.#chat ? NOTICES[cause] : undefined);
+  }
+
+  // ---- names and commands
+
+  /** Claims `name` for `member`: in this process's index and room-wide through the seam. */
+  #claim(member: Member, name: string): boolean {
+    const holder = this.#byName.get(nameKey(name));
+    if (holder !== undefined && holder !== member) return false;
+    return this.#seam.claimName(nameKey(name), member.id);
+  }
+
+  #rename(member: Member, name: string): void {
+    const tell = (line: string) => member.link.deliver(encodeLine(line));
+    if (name === "") return tell(say.nickUsage);
+    const error = nameError(name);
+    if (error !== undefined) return tell(error);
+    if (!this.#claim(member, name)) return tell(say.nameTaken(name));
+    const old = member.name;
+    const oldKey = nameKey(old);
+    if (oldKey !== nameKey(name)) {
+      this.#byName.delete(oldKey);
+      this.#seam.releaseName(oldKey, member.id);
+    }
+    member.name = name;
+    this.#byName.set(nameKey(name), member);
+    this.#log(`renamed ${member.address} id=${member.id} ${old} -> ${name}`);
+    tell(say.renamed(old, name));
+    this.#seam.publish({ kind: "rename", member: { id: member.id, name }, from: old });
+  }
+
+  /** `/list`: a line per member in the spirit of Redis's CLIENT LIST, then the count. */
+  #list(output: (line: string) => void): void {
+    const now = this.#clock();
+    for (const member of this.#members.values()) output(listLine(member, now));
+    output(say.count(this.#members.size, this.#noun));
+  }
+}
