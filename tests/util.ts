@@ -1,10 +1,13 @@
 /**
  * Test helpers shared by every test file: reading lines from a socket or a
- * child's output, and running the real scripts as processes.
+ * child's output, an in-process TCP server with clients, and running the real
+ * scripts as processes.
  *
  * @module
  */
+import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { type Server, type ServerOptions, startServer } from "../server.ts";
 
 /** Spawning the scripts needs more than `--allow-net`; see the README's test command. */
 export const CAN_SPAWN = ["run", "read", "env"].every((name) =>
@@ -173,4 +176,110 @@ export async function finish(script: Script): Promise<Deno.CommandStatus> {
   const status = await script.child.status;
   await Promise.all([script.stdout.rest(), script.stderr.rest()]);
   return status;
+}
+
+// ---- an in-process TCP server and its clients
+
+/** A server whose log lines can be awaited. */
+export class TestServer {
+  server: Server;
+  logs: string[] = [];
+  #waiters: { match: (line: string) => boolean; resolve: (line: string) => void }[] = [];
+
+  constructor(options: ServerOptions = {}) {
+    this.server = startServer({
+      host: "127.0.0.1",
+      port: 0,
+      ...options,
+      log: (line) => {
+        this.logs.push(line);
+        this.#waiters = this.#waiters.filter((waiter) => {
+          if (!waiter.match(line)) return true;
+          waiter.resolve(line);
+          return false;
+        });
+      },
+    });
+  }
+
+  get port(): number {
+    return this.server.addr.port;
+  }
+
+  /** Resolves with the first log line, past or future, that matches. */
+  waitLog(match: (line: string) => boolean): Promise<string> {
+    const seen = this.logs.find(match);
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise((resolve) => this.#waiters.push({ match, resolve }));
+  }
+
+  async connect(): Promise<TestClient> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: this.port });
+    return new TestClient(conn);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.server.shutdown();
+  }
+}
+
+export function disposeAll(...clients: TestClient[]): Disposable {
+  return { [Symbol.dispose]: () => clients.forEach((client) => client[Symbol.dispose]()) };
+}
+
+export class TestClient {
+  conn: Deno.TcpConn;
+  lines: LineReader;
+
+  constructor(conn: Deno.TcpConn) {
+    this.conn = conn;
+    this.lines = new LineReader(conn);
+  }
+
+  async send(text: string): Promise<void> {
+    const data = bytes(text);
+    let written = 0;
+    while (written < data.length) written += await this.conn.write(data.subarray(written));
+  }
+
+  line(): Promise<string | null> {
+    return this.lines.line();
+  }
+
+  until(match: string | RegExp): Promise<string> {
+    return this.lines.until((line) =>
+      typeof match === "string" ? line === match : match.test(line)
+    );
+  }
+
+  [Symbol.dispose](): void {
+    try {
+      this.conn.close();
+    } catch {
+      // closed by the test already
+    }
+  }
+}
+
+/** Connects a chat client and reads its welcome line. */
+export async function join(server: TestServer): Promise<TestClient> {
+  const client = await server.connect();
+  assert.match((await client.line())!, /^\* welcome, you are user\d+ /);
+  return client;
+}
+
+/** Connects `count` chat clients; each one has read the join notices of those after it. */
+export async function room(server: TestServer, count: number): Promise<TestClient[]> {
+  const clients: TestClient[] = [];
+  for (let i = 0; i < count; i++) {
+    const client = await join(server);
+    const name = (await server.waitLog((line) =>
+      line.startsWith("connected ") &&
+      !clients.some((c) => line.includes(`:${(c.conn.localAddr as Deno.NetAddr).port} `)) &&
+      line.includes(`:${(client.conn.localAddr as Deno.NetAddr).port} `)
+    )).split(" ")[3];
+    for (const earlier of clients) assert.equal(await earlier.line(), `* ${name} joined`);
+    clients.push(client);
+  }
+  return clients;
 }
