@@ -216,9 +216,11 @@ export function consoleLog(
 /** What the TCP and UDP servers both offer to {@linkcode serve}. */
 export interface ConsoleServer {
   addr: Deno.Addr;
-  /** Runs a console command or relays a console line. */
+  /** Runs a console command or relays a console line, as if typed at the server. */
   console(line: string): void;
+  /** Ends the server gracefully; resolves as `finished` does. */
   shutdown(): Promise<void>;
+  /** Resolves when the server has shut down. */
   finished: Promise<void>;
 }
 
@@ -255,6 +257,55 @@ export async function serve(
   await Promise.race([log.flushed(), limit]);
   clearTimeout(timer);
   return 0;
+}
+
+/** What a server offers: a chat room or an echo service. */
+export type Mode = "chat" | "echo";
+
+/** The flags both servers take, for {@linkcode parseFlags}. */
+export const SERVER_FLAGS = {
+  host: { type: "string", default: DEFAULT_HOST },
+  port: { type: "string", default: String(DEFAULT_PORT) },
+  mode: { type: "string", default: "chat" },
+  help: { type: "boolean", default: false },
+} as const;
+
+/** Where and how a server listens, from its flags. */
+export interface ListenOptions {
+  host: string;
+  port: number;
+  mode: Mode;
+}
+
+/** Parses `--host`, `--port` and `--mode`; throws a {@linkcode UsageError} for a bad one. */
+export function parseListenFlags(
+  flags: { host: string; port: string; mode: string },
+): ListenOptions {
+  return {
+    host: parseHost(flags.host),
+    port: parsePort(flags.port),
+    mode: parseChoice("--mode", flags.mode, ["chat", "echo"] as const),
+  };
+}
+
+/**
+ * Starts a server with `start` (given the console log to write to) and runs
+ * it with {@linkcode serve} until it shuts down; a port in use or a missing
+ * permission becomes a {@linkcode RuntimeError}. Resolves with the exit code.
+ */
+export async function runServer(
+  script: string,
+  transport: "tcp" | "udp",
+  listen: ListenOptions,
+  start: (log: (line: string) => void) => ConsoleServer,
+): Promise<number> {
+  const log = consoleLog();
+  const server = await withNetErrors(
+    script,
+    `cannot listen on ${listen.host}:${listen.port}`,
+    () => start(log.line),
+  );
+  return await serve(script, server, `${transport}, ${listen.mode}`, log);
 }
 
 /** Prints `message` on stderr and exits with `code`. */

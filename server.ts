@@ -22,18 +22,17 @@ import {
   sanitize,
 } from "./line_buffer.ts";
 import {
-  consoleLog,
+  type ConsoleServer,
   DEFAULT_HOST,
   DEFAULT_PORT,
   errorText,
-  parseChoice,
+  type Mode,
   parseFlags,
-  parseHost,
   parseInteger,
-  parsePort,
+  parseListenFlags,
   runMain,
-  serve,
-  withNetErrors,
+  runServer,
+  SERVER_FLAGS,
 } from "./cli.ts";
 import { say } from "./protocol.ts";
 import { type Member, type MemberLink, Room } from "./room.ts";
@@ -81,8 +80,6 @@ const MIN_MAX_QUEUE_BYTES = 64 * 1024;
 // After an accept() failure that is not one client's doing (out of descriptors).
 const ACCEPT_RETRY_MS = 100;
 
-export type Mode = "chat" | "echo";
-
 export interface ServerOptions {
   host?: string;
   port?: number;
@@ -98,14 +95,12 @@ export interface ServerOptions {
   log?: (line: string) => void;
 }
 
-export interface Server {
+/**
+ * A running TCP server. `shutdown()` stops accepting, tells clients, waits up
+ * to 2 s for their FINs and closes the rest.
+ */
+export interface Server extends ConsoleServer {
   addr: Deno.NetAddr;
-  /** Runs a console command or relays a console line, as if typed at the server. */
-  console(line: string): void;
-  /** Stops accepting, tells clients, waits up to 2 s for their FINs, closes the rest. */
-  shutdown(): Promise<void>;
-  /** Resolves when the server has shut down. */
-  finished: Promise<void>;
   /** Clients in the room (open connections that have not left). */
   readonly clientCount: number;
   /** Connections not yet fully closed, in the room or not. */
@@ -261,7 +256,11 @@ class Client implements ConnectionHandler, MemberLink {
   // ---- what the room asks of the client (MemberLink)
 
   deliver(line: Uint8Array): void {
-    this.#connection.send(line);
+    // The first line, while the room is still taking the client in, is its
+    // welcome (or "server full"): written at once, like an echo, rather than
+    // through the queue's writer, so a burst of accepts makes less garbage.
+    if (this.#member === undefined) this.#connection.writeNow(line);
+    else this.#connection.send(line);
   }
 
   left(cause: string, notice: Uint8Array | undefined): void {
@@ -402,38 +401,27 @@ function frameError(frame: Frame): Uint8Array | undefined {
 
 export async function main(args: string[]): Promise<number> {
   const flags = parseFlags(args, {
-    host: { type: "string", default: DEFAULT_HOST },
-    port: { type: "string", default: String(DEFAULT_PORT) },
-    mode: { type: "string", default: "chat" },
+    ...SERVER_FLAGS,
     "max-clients": { type: "string", default: String(DEFAULT_MAX_CLIENTS) },
     "idle-timeout": { type: "string", default: "0" },
     "max-queue": { type: "string", default: String(DEFAULT_MAX_QUEUE_BYTES) },
     "max-rate": { type: "string", default: String(DEFAULT_MAX_RATE) },
     trace: { type: "boolean", default: false },
-    help: { type: "boolean", default: false },
   });
   if (flags.help) {
     console.log(USAGE);
     return 0;
   }
+  const listen = parseListenFlags(flags);
   const options: ServerOptions = {
-    host: parseHost(flags.host),
-    port: parsePort(flags.port),
-    mode: parseChoice("--mode", flags.mode, ["chat", "echo"] as const),
+    ...listen,
     maxClients: parseInteger("--max-clients", flags["max-clients"], 1, 1_000_000),
     idleTimeoutMs: parseInteger("--idle-timeout", flags["idle-timeout"], 0, 86_400) * 1000,
     maxQueueBytes: parseInteger("--max-queue", flags["max-queue"], MIN_MAX_QUEUE_BYTES, 1 << 30),
     maxRate: parseInteger("--max-rate", flags["max-rate"], 0, 1_000_000),
     trace: flags.trace,
   };
-
-  const log = consoleLog();
-  const server = await withNetErrors(
-    "server.ts",
-    `cannot listen on ${options.host}:${options.port}`,
-    () => startServer({ ...options, log: log.line }),
-  );
-  return await serve("server.ts", server, `tcp, ${options.mode}`, log);
+  return await runServer("server.ts", "tcp", listen, (log) => startServer({ ...options, log }));
 }
 
 if (import.meta.main) runMain("server.ts", () => main(Deno.args));

@@ -23,20 +23,19 @@ import {
   sanitize,
 } from "./line_buffer.ts";
 import {
-  consoleLog,
+  type ConsoleServer,
   DEFAULT_HOST,
   DEFAULT_PORT,
   errorText,
   formatAddress,
-  parseChoice,
+  type Mode,
   parseFlags,
-  parseHost,
   parseInteger,
-  parsePort,
+  parseListenFlags,
   runMain,
-  serve,
+  runServer,
+  SERVER_FLAGS,
   UsageError,
-  withNetErrors,
 } from "./cli.ts";
 import { parseCommand, say } from "./protocol.ts";
 import { type Member, type MemberLink, Room } from "./room.ts";
@@ -69,8 +68,6 @@ export const RECEIVE_BUFFER_SIZE = 65_535;
 // Longest timeout a flag accepts: a day.
 const MAX_PEER_TIMEOUT_S = 86_400;
 
-export type Mode = "chat" | "echo";
-
 export interface UdpServerOptions {
   host?: string;
   port?: number;
@@ -82,14 +79,9 @@ export interface UdpServerOptions {
   log?: (line: string) => void;
 }
 
-export interface UdpServer {
+/** A running UDP server. `shutdown()` tells every peer "* server shutting down" and closes the socket. */
+export interface UdpServer extends ConsoleServer {
   addr: Deno.NetAddr;
-  /** Runs a console command or relays a console line, as if typed at the server. */
-  console(line: string): void;
-  /** Tells every peer "* server shutting down" and closes the socket. */
-  shutdown(): Promise<void>;
-  /** Resolves when the server has shut down. */
-  finished: Promise<void>;
   /** Peers in the table (never more than maxPeers). */
   readonly peerCount: number;
 }
@@ -347,32 +339,26 @@ export function parseSeconds(flag: string, value: string): number {
 
 export async function main(args: string[]): Promise<number> {
   const flags = parseFlags(args, {
-    host: { type: "string", default: DEFAULT_HOST },
-    port: { type: "string", default: String(DEFAULT_PORT) },
-    mode: { type: "string", default: "chat" },
+    ...SERVER_FLAGS,
     "peer-timeout": { type: "string", default: String(DEFAULT_PEER_TIMEOUT_S) },
     "max-peers": { type: "string", default: String(DEFAULT_MAX_PEERS) },
-    help: { type: "boolean", default: false },
   });
   if (flags.help) {
     console.log(USAGE);
     return 0;
   }
+  const listen = parseListenFlags(flags);
   const options: UdpServerOptions = {
-    host: parseHost(flags.host),
-    port: parsePort(flags.port),
-    mode: parseChoice("--mode", flags.mode, ["chat", "echo"] as const),
+    ...listen,
     peerTimeoutMs: parseSeconds("--peer-timeout", flags["peer-timeout"]) * 1000,
     maxPeers: parseInteger("--max-peers", flags["max-peers"], 1, 1_000_000),
   };
-
-  const log = consoleLog();
-  const server = await withNetErrors(
+  return await runServer(
     "udp_server.ts",
-    `cannot listen on ${options.host}:${options.port}`,
-    () => startUdpServer({ ...options, log: log.line }),
+    "udp",
+    listen,
+    (log) => startUdpServer({ ...options, log }),
   );
-  return await serve("udp_server.ts", server, `udp, ${options.mode}`, log);
 }
 
 if (import.meta.main) runMain("udp_server.ts", () => main(Deno.args));
