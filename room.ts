@@ -57,6 +57,8 @@ export const ANNOUNCE_LIMIT = 100;
  * it, if any (`* bye`); the transport then ends the member's connection.
  */
 export interface MemberLink {
+  /** The member's address, as `host:port` (shown in `/list` and the log). */
+  readonly address: string;
   deliver(line: Uint8Array): void;
   left(cause: string, notice: Uint8Array | undefined): void;
   /** True while the transport holds the member's input back (flood control): it is not idle. */
@@ -67,8 +69,6 @@ export interface MemberLink {
 export interface Member {
   readonly id: number;
   name: string;
-  /** The peer's address, as `host:port` (shown in `/list` and the log). */
-  readonly address: string;
   /** Times on the room's clock, in milliseconds. */
   readonly connectedAt: number;
   lastHeardAt: number;
@@ -192,7 +192,11 @@ export class Room {
   readonly #seam: RoomSeam;
   /** Every member in the room, by id, in order of arrival. */
   readonly #members = new Map<number, Member>();
-  /** The same members by {@linkcode nameKey} of their names. */
+  /**
+   * Members who chose their names, by {@linkcode nameKey}. Default names
+   * (`user<id>`) are reserved, so no name can clash with one: they are not
+   * indexed, which saves an entry per idle member.
+   */
   readonly #byName = new Map<string, Member>();
   #nextId = 1;
   /** Nonzero while lines are being delivered: leaves wait in #deferred until it is done. */
@@ -236,9 +240,9 @@ export class Room {
    * told. A full room tells the newcomer `ERR server full` and returns
    * `undefined`; the transport then ends the connection.
    */
-  join(link: MemberLink, address: string, name?: string): Member | undefined {
+  join(link: MemberLink, name?: string): Member | undefined {
     if (this.#members.size >= this.#maxMembers) {
-      this.#log(`refused ${address}: server full (max ${this.#maxMembers} ${this.#noun}s)`);
+      this.#log(`refused ${link.address}: server full (max ${this.#maxMembers} ${this.#noun}s)`);
       link.deliver(encodeLine(say.serverFull(this.#maxMembers, this.#noun)));
       return undefined;
     }
@@ -247,7 +251,6 @@ export class Room {
     const member: Member = {
       id,
       name: defaultName(id),
-      address,
       connectedAt: now,
       lastHeardAt: now,
       link,
@@ -255,9 +258,9 @@ export class Room {
     };
     if (name !== undefined && nameError(name) === undefined && this.#claim(member, name)) {
       member.name = name;
+      this.#byName.set(nameKey(name), member);
     }
     this.#members.set(id, member);
-    this.#byName.set(nameKey(member.name), member);
     if (this.#chat) {
       link.deliver(encodeLine(say.welcome(member.name)));
       this.#seam.publish({ kind: "join", member: { id, name: member.name } });
@@ -417,10 +420,10 @@ export class Room {
     const key = nameKey(member.name);
     if (this.#byName.get(key) === member) this.#byName.delete(key);
     this.#seam.releaseName(key, member.id);
+    member.link.left(cause, this.#chat ? NOTICES[cause] : undefined);
     if (this.#chat && !this.#shuttingDown) {
       this.#seam.publish({ kind: "leave", member: { id: member.id, name: member.name }, cause });
     }
-    member.link.left(cause, this.#chat ? NOTICES[cause] : undefined);
   }
 
   // ---- names and commands
@@ -446,7 +449,7 @@ export class Room {
     }
     member.name = name;
     this.#byName.set(nameKey(name), member);
-    this.#log(`renamed ${member.address} id=${member.id} ${old} -> ${name}`);
+    this.#log(`renamed ${member.link.address} id=${member.id} ${old} -> ${name}`);
     tell(say.renamed(old, name));
     this.#seam.publish({ kind: "rename", member: { id: member.id, name }, from: old });
   }
@@ -454,7 +457,9 @@ export class Room {
   /** `/list`: a line per member in the spirit of Redis's CLIENT LIST, then the count. */
   #list(output: (line: string) => void): void {
     const now = this.#clock();
-    for (const member of this.#members.values()) output(listLine(member, now));
+    for (const member of this.#members.values()) {
+      output(listLine({ ...member, address: member.link.address }, now));
+    }
     output(say.count(this.#members.size, this.#noun));
   }
 }

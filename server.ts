@@ -134,6 +134,7 @@ export function startServer(options: ServerOptions = {}): Server {
   let shuttingDown = false;
   let shutdownStartedAt = 0;
   let closedWithoutFin = 0;
+  let shutdownEnded = false;
   const finished = Promise.withResolvers<void>();
   const context: ClientContext = {
     room,
@@ -168,6 +169,10 @@ export function startServer(options: ServerOptions = {}): Server {
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
         continue;
       }
+      if (shuttingDown) { // accepted in the same turn as the shutdown began
+        conn.close();
+        return;
+      }
       // Lines are small and interactive: send each at once (no Nagle). TCP only.
       conn.setNoDelay(true);
       clients.add(new Client(conn, context));
@@ -191,6 +196,8 @@ export function startServer(options: ServerOptions = {}): Server {
 
   /** The end of a shutdown, once every connection is closed: logged before the process may exit. */
   function endShutdown(): void {
+    if (shutdownEnded) return;
+    shutdownEnded = true;
     const ms = Math.round(performance.now() - shutdownStartedAt);
     const unanswered = closedWithoutFin > 0 ? `; ${closedWithoutFin} closed without their FIN` : "";
     log(`shut down in ${ms} ms${unanswered}`);
@@ -243,17 +250,20 @@ class Client implements ConnectionHandler, MemberLink {
     this.tokens = context.maxRate;
     this.tokensAt = context.room.now();
     this.#connection = new Connection(conn, context.settings, this);
-    const address = this.#connection.address;
-    this.#member = context.room.join(this, address);
+    this.#member = context.room.join(this);
     if (this.#member === undefined) {
-      context.log(`closed ${address} (server full)`);
+      context.log(`closed ${this.address} (server full)`);
       this.#connection.close();
     } else {
-      context.log(`connected ${address} id=${this.#member.id} ${this.#member.name}`);
+      context.log(`connected ${this.address} id=${this.#member.id} ${this.#member.name}`);
     }
   }
 
   // ---- what the room asks of the client (MemberLink)
+
+  get address(): string {
+    return this.#connection.address;
+  }
 
   deliver(line: Uint8Array): void {
     // The first line, while the room is still taking the client in, is its

@@ -186,7 +186,7 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
       const command = parseCommand(text);
       const wanted = command?.name === "/nick" ? command.argument : undefined;
       peer = new Peer(from, address, outbox, log, peers);
-      const member = room.join(peer, address, wanted);
+      const member = room.join(peer, wanted);
       if (member === undefined) return;
       peer.member = member;
       peers.set(address, peer);
@@ -312,6 +312,10 @@ class Peer implements MemberLink {
     this.#outbox = outbox;
     this.#log = log;
     this.#peers = peers;
+  }
+
+  get address(): string {
+    return this.#address;
   }
 
   /** One line, one datagram: a 1000-line /list in one datagram would pass the UDP maximum. */

@@ -19,11 +19,16 @@ const decoder = new TextDecoder();
 
 /** A member's end of the room: records every line and how it left. */
 class FakeLink implements MemberLink {
+  readonly address: string;
   lines: string[] = [];
   leaves: { cause: string; notice?: string }[] = [];
   paced = false;
   /** Runs on each delivery, after the line is recorded. */
   onDeliver?: (line: string) => void;
+
+  constructor(address = "127.0.0.1:6000") {
+    this.address = address;
+  }
 
   deliver(line: Uint8Array): void {
     const text = decoder.decode(line);
@@ -57,8 +62,8 @@ function testRoom(options: Partial<RoomOptions> = {}) {
   let port = 5000;
   /** Joins a fake member (renamed to `name` if given) and clears what it was told. */
   function add(name?: string): { member: Member; link: FakeLink } {
-    const link = new FakeLink();
-    const member = room.join(link, `127.0.0.1:${port++}`)!;
+    const link = new FakeLink(`127.0.0.1:${port++}`);
+    const member = room.join(link)!;
     if (name !== undefined) room.hear(member, `/nick ${name}`);
     link.take();
     return { member, link };
@@ -70,7 +75,7 @@ Deno.test("Room welcomes a newcomer by its default name and tells only the other
   const { room, add } = testRoom();
   const alice = add("alice");
   const link = new FakeLink();
-  const member = room.join(link, "127.0.0.1:6000")!;
+  const member = room.join(link)!;
   assert.equal(member.name, "user2");
   assert.deepEqual(link.lines, [say.welcome("user2")]);
   assert.deepEqual(alice.link.lines, [say.joined("user2")]);
@@ -193,8 +198,8 @@ Deno.test("Room refuses a newcomer past maxMembers with ERR server full", () => 
   const { room, logs, add } = testRoom({ maxMembers: 2, noun: "peer" });
   add();
   add();
-  const link = new FakeLink();
-  assert.equal(room.join(link, "127.0.0.1:7000"), undefined);
+  const link = new FakeLink("127.0.0.1:7000");
+  assert.equal(room.join(link), undefined);
   assert.deepEqual(link.lines, [say.serverFull(2, "peer")]);
   assert.equal(logs.at(-1), "refused 127.0.0.1:7000: server full (max 2 peers)");
   assert.equal(room.size, 2);
@@ -289,7 +294,7 @@ Deno.test("Room shutdown: each member gets the notice, no leave is announced", (
 Deno.test("Room without chat (echo) is a registry only: no welcome, notice or relay", () => {
   const { room, logs, add } = testRoom({ chat: false });
   const link = new FakeLink();
-  const member = room.join(link, "127.0.0.1:6000")!;
+  const member = room.join(link)!;
   const other = add();
   assert.deepEqual(link.lines, []);
   room.console("hi");
