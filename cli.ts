@@ -6,7 +6,7 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { readInputMessages, writeAll } from "./line_buffer.ts";
+import { MAX_MESSAGE_BYTES, readInputMessages, writeAll } from "./line_buffer.ts";
 
 export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_PORT = 9090;
@@ -242,7 +242,10 @@ export async function serve(
   (async () => {
     const decoder = new TextDecoder();
     try {
-      for await (const message of readInputMessages(Deno.stdin)) {
+      // As in the clients, a console line too long for one message is text in
+      // every piece: no piece of it can run as a console command.
+      const input = readInputMessages(Deno.stdin, MAX_MESSAGE_BYTES, { piecesAsText: true });
+      for await (const message of input) {
         server.console(decoder.decode(message));
       }
     } catch (error) {

@@ -4,7 +4,8 @@
  * service, in both directions at once.
  *
  * Lines from stdin go to the server (a long line as several messages of at
- * most 255 bytes); lines from the server are printed as they arrive, with
+ * most 254 bytes, each sent as text, cut between grapheme clusters); lines
+ * from the server are printed as they arrive, with escape sequences and
  * control characters removed so no server can drive the terminal. At the end
  * of stdin, or on /quit, the client half-closes (sends its FIN) and prints
  * what the server still sends until the server closes too, like `nc -N`.
@@ -19,6 +20,7 @@ import {
   LINE_TOO_LONG,
   LineFramer,
   MAX_INCOMING_LINE_BYTES,
+  MAX_MESSAGE_BYTES,
   READ_BUFFER_SIZE,
   readInputMessages,
   toDisplayText,
@@ -43,6 +45,10 @@ const USAGE = `Usage: deno run --allow-net client.ts [options]
 Connects to a netchat server (or any line-based TCP service): lines you type
 are sent, lines from the server are printed. /quit or end of input closes
 the connection (after the server's last lines have been printed).
+
+A line from the server may be up to ${MAX_INCOMING_LINE_BYTES} bytes (64 KiB); a longer one
+is dropped with a note on stderr. Terminal escape sequences and control
+characters are removed before a line is printed.
 
 Options:
   --host HOST    server address (default ${DEFAULT_HOST})
@@ -75,6 +81,8 @@ export async function runClient(
   let weClosed = false;
 
   async function fromServer(): Promise<"eof" | "reset" | "output closed"> {
+    // Any line-based service's lines, up to 64 KiB: the framer never holds more
+    // of an unfinished line, and reports a longer one once it ends.
     const framer = new LineFramer(MAX_INCOMING_LINE_BYTES);
     const buffer = new Uint8Array(READ_BUFFER_SIZE);
     async function show(frames: Frame[]): Promise<boolean> {
@@ -116,7 +124,10 @@ export async function runClient(
   async function toServer(): Promise<void> {
     try {
       if (name !== undefined) await writeAll(conn, encoder.encode(`/nick ${name}\n`));
-      for await (const message of readInputMessages(io.input)) {
+      // A line too long for one message is sent as text in every piece: no
+      // piece of it can run as a command.
+      const input = readInputMessages(io.input, MAX_MESSAGE_BYTES, { piecesAsText: true });
+      for await (const message of input) {
         await writeAll(conn, joinLine(message));
         if (parseCommand(new TextDecoder().decode(message))?.name === "/quit") break;
       }

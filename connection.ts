@@ -41,6 +41,12 @@ export interface ConnectionHandler {
    */
   received(chunk: Uint8Array): void | Promise<void>;
   /**
+   * The peer's FIN has arrived: whatever it sent after its last line end is
+   * its last line. Called once, before `ended("eof")`; the read waits for
+   * the returned promise, if any.
+   */
+  endOfInput(): void | Promise<void>;
+  /**
    * The connection ended from below: `eof` (the peer's FIN), `reset`, a
    * read or write error, or `slow consumer` (its queue would pass the bound;
    * the socket is released right after). Called at most once, and never after the owner
@@ -271,7 +277,11 @@ export class Connection {
     // Close, step 2: the peer's FIN arrived (the kernel has already ACKed it).
     this.#finReceived = true;
     this.#trace("FIN received (read returned EOF: the client sends no more)");
-    // Everything the peer sent before its FIN has been handled above.
+    if (this.#state === "open") {
+      const handling = this.#handler.endOfInput();
+      if (handling !== undefined) await handling;
+    }
+    // Everything the peer sent before its FIN has been handled.
     if (this.#state === "open") this.#handler.ended("eof");
     if (this.#state === "closing" && !this.#writing) this.release();
   }

@@ -4,23 +4,39 @@
  * error, so that both servers say the same things the same way.
  *
  * On the wire: `<name> text` is a relayed message, `* ...` a server notice,
- * `ERR ...` an error; lines from clients that start with `/` are commands.
+ * `ERR ...` an error; lines from clients that start with `/` are commands,
+ * except those that start with `//`: text, with the first `/` dropped.
  *
  * @module
  */
 import { MAX_MESSAGE_BYTES, MAX_NAME_CHARS } from "./line_buffer.ts";
+import { ALLOWED_RANGES, KEY_MAP } from "./names_data.ts";
 
 /** The name console lines are relayed under; no client may take it. */
 export const SERVER_NAME = "server";
 
-// Letters, digits, "_" and "-" only: no spaces, punctuation, marks, control or
-// format characters (U+200B and friends are \p{Cf}), so a name cannot hide
-// anything or pass for another one.
-const NAME_PATTERN = /^[\p{L}\p{Nd}_-]+$/u;
+// Letters with their combining marks, digits, "_" and "-" only: no spaces,
+// punctuation, control or format characters (U+200B and friends are \p{Cf}),
+// so a name cannot hide anything or pass for another one. Checked after NFC.
+const NAME_PATTERN = /^[\p{L}\p{M}\p{Nd}_-]+$/u;
 // Some letters are invisible: the Hangul fillers (U+115F, U+1160, U+3164,
 // U+FFA0) are \p{Lo} yet draw nothing, so "server" plus one would look like
 // "server". Unicode marks every such character Default_Ignorable.
 const INVISIBLE = /\p{Default_Ignorable_Code_Point}/u;
+const MARK = /\p{M}/u;
+const NONSPACING_MARK = /[\p{Mn}\p{Me}]/u;
+const LETTER_OR_DIGIT = /[\p{L}\p{Nd}]/u;
+// At most this many nonspacing marks on one letter or digit, counted in NFD
+// so that a precomposed letter counts the accents it draws and a name typed
+// composed or decomposed counts the same. That is enough for the orthographies
+// that stack the most: Vietnamese (ễ in Nguyễn is e, U+0302 and U+0303),
+// polytonic Greek (ᾧ: ω and three), a Tibetan stack (སྒྲི: ས and three),
+// Burmese medial and vowels (လှိုင်: လ and three, then င and one), Devanagari
+// nukta and anusvara (ज़ीं: two, ी being a spacing mark). Spacing marks take
+// room of their own and are not counted (Burmese ကျော် has three). UTS #39
+// section 5.4 suggests refusing more than four nonspacing marks in a row; a
+// name is short, and four accents on one letter are a stack.
+const MAX_MARKS_PER_BASE = 3;
 // Letters of these scripts look alike ("a" and the Cyrillic "а", "o" and the
 // Greek "ο"), so "аlice" with one Cyrillic letter would pass for "alice". A
 // name may use letters of one of them only; other scripts mix freely.
@@ -31,42 +47,134 @@ const LOOK_ALIKE_SCRIPTS = [
   /\p{Script=Armenian}/u,
   /\p{Script=Cherokee}/u,
 ];
+// UTS #39's identifier profile (section 3.1) as names_data.ts derives it: the
+// code points a name may hold after NFKC. "30-39 5f" becomes [\u{30}-\u{39}\u{5f}].
+const ALLOWED = new RegExp(
+  `^[${ALLOWED_RANGES.replace(/[0-9a-f]+/g, "\\u{$&}").replaceAll(" ", "")}]+$`,
+  "u",
+);
+// Each character's key where it is not the character itself (names_data.ts).
+const KEYS = new Map(
+  KEY_MAP.split(" ").map((entry) => entry.split(":").map(fromHex) as [string, string]),
+);
 
-// Default names are user<id>; the pattern is kept for them, so a newcomer's
-// default name can never have been taken by somebody's /nick.
-const DEFAULT_NAME_PATTERN = /^user\d+$/;
+/** "6c.69" is "li". */
+function fromHex(codePoints: string): string {
+  return String.fromCodePoint(...codePoints.split(".").map((hex) => parseInt(hex, 16)));
+}
 
 /** The name a client has until it picks one. */
 export function defaultName(id: number): string {
   return `user${id}`;
 }
 
-/** Why `name` cannot be a name, or `undefined` when it can. */
+/**
+ * Why `name` cannot be a name, or `undefined` when it can. A name is:
+ *
+ * - 1-32 letters (each with its combining marks), digits, `_` or `-`, counted
+ *   in code points after NFC (UAX #15, Unicode Normalization Forms), so that
+ *   `José` typed as `Jose` and U+0301 is `José` and a name is at most 4 bytes
+ *   a character; no invisible (Default_Ignorable) character;
+ * - at most three nonspacing marks on a letter or digit, counted in NFD, none
+ *   twice in a row (UTS #39, Unicode Security Mechanisms, section 5.4), none
+ *   on nothing, `_` or `-`;
+ * - after NFKC, made only of characters UTS #39's General Security Profile
+ *   allows (section 3.1, as names_data.ts derives it from the Unicode
+ *   Character Database): no small capitals (`ᴀʟɪᴄᴇ`), no Runic or Cherokee;
+ * - not a mix of Latin, Greek, Cyrillic, Armenian or Cherokee letters;
+ * - not reserved: its key ({@linkcode nameKey}) is not that of `server` nor of
+ *   a default name `user<N>`, so `ѕегѵег` (all Cyrillic) and `user١` (with an
+ *   Arabic-Indic one) are reserved too.
+ *
+ * @example
+ * ```ts
+ * import { nameError } from "./protocol.ts";
+ * nameError("Nguye\u0302\u0303n"); // undefined: Nguyễn
+ * nameError("ᴀʟɪᴄᴇ"); // "ERR invalid name: use 1-32 letters, digits, _ or -"
+ * nameError("user١"); // "ERR name reserved: user١"
+ * ```
+ */
 export function nameError(name: string): string | undefined {
-  const chars = [...name].length;
-  if (chars < 1 || chars > MAX_NAME_CHARS || !NAME_PATTERN.test(name) || INVISIBLE.test(name)) {
+  const composed = name.normalize("NFC");
+  const folded = name.normalize("NFKC");
+  const chars = [...composed].length;
+  if (
+    chars < 1 || chars > MAX_NAME_CHARS || !NAME_PATTERN.test(composed) ||
+    INVISIBLE.test(composed) || !marksAreWellPlaced(name.normalize("NFD")) ||
+    !ALLOWED.test(folded)
+  ) {
     return `ERR invalid name: use 1-${MAX_NAME_CHARS} letters, digits, _ or -`;
   }
-  // Checked on the key as well: NFKC turns letters of no script (the
+  // Checked after NFKC as well: it turns letters of no script (the
   // mathematical 𝗅, the full-width ｌ) into Latin ones.
-  const key = nameKey(name);
   const scripts = (text: string) => LOOK_ALIKE_SCRIPTS.filter((script) => script.test(text));
-  if (scripts(name).length > 1 || scripts(key).length > 1) {
+  if (scripts(composed).length > 1 || scripts(folded).length > 1) {
     return "ERR invalid name: do not mix Latin, Greek, Cyrillic, Armenian or Cherokee letters";
   }
-  if (key === nameKey(SERVER_NAME) || DEFAULT_NAME_PATTERN.test(key)) {
+  const key = nameKey(name);
+  if (key === SERVER_KEY || DEFAULT_KEY_PATTERN.test(key)) {
     return `ERR name reserved: ${name}`;
   }
   return undefined;
 }
 
 /**
- * The key names are compared by: compatibility-normalised and case-folded, so
- * "Alice", "ALICE" and the full-width "ａｌｉｃｅ" are all one name.
+ * Whether each combining mark of `name` (NFD) follows a letter or digit, at
+ * most {@linkcode MAX_MARKS_PER_BASE} nonspacing ones each, none repeated.
+ */
+function marksAreWellPlaced(name: string): boolean {
+  let onLetterOrDigit = false;
+  let nonspacing = 0;
+  let previous = "";
+  for (const char of name) {
+    if (!MARK.test(char)) {
+      onLetterOrDigit = LETTER_OR_DIGIT.test(char);
+      nonspacing = 0;
+    } else if (!onLetterOrDigit) {
+      return false; // first in the name, or on "_" or "-"
+    } else if (NONSPACING_MARK.test(char)) {
+      if (++nonspacing > MAX_MARKS_PER_BASE || char === previous) return false;
+    }
+    previous = char;
+  }
+  return true;
+}
+
+/**
+ * The key names are compared by: two names with one key are one name, taken
+ * or reserved alike. It is the name after NFKC (UAX #15) and in lower case, so
+ * `Alice`, `ALICE` and the full-width `ａｌｉｃｅ` are one name, then in NFD
+ * with each character replaced by its key from names_data.ts: the confusable
+ * skeleton of UTS #39 (section 4, Confusable Detection, with the prototypes
+ * of confusables.txt) made case-insensitive. So `a1ice`, `AIice` and `alice`
+ * are one name (I, l and 1 look alike; so do i and l once capitals count),
+ * as are `rnary` and `mary`, `b0b` and `bob`, `user١` and `user1`, and the
+ * Cyrillic `сор` and `cop`. A key is for comparing, never for showing.
+ *
+ * @example
+ * ```ts
+ * import { nameKey } from "./protocol.ts";
+ * nameKey("a1ice") === nameKey("ALICE"); // true
+ * nameKey("Jose\u0301") === nameKey("José"); // true
+ * ```
  */
 export function nameKey(name: string): string {
-  return name.normalize("NFKC").toLowerCase();
+  let key = "";
+  for (const char of name.normalize("NFKC").toLowerCase().normalize("NFD")) {
+    key += KEYS.get(char) ?? char;
+  }
+  return key.normalize("NFD");
 }
+
+// Reserved keys: the server's name and default names, user and decimal digits
+// (their keys: 0 and o are one, so are 1 and l), so a newcomer's default name
+// can never have been taken, nor one that looks like it, by somebody's /nick.
+const SERVER_KEY = nameKey(SERVER_NAME);
+const DIGIT_KEYS = [..."0123456789"].map((digit) => RegExp.escape(nameKey(digit)));
+const DEFAULT_KEY_PATTERN = new RegExp(
+  `^${RegExp.escape(nameKey("user"))}(?:${DIGIT_KEYS.join("|")})+$`,
+  "u",
+);
 
 /** A command line split into its command and the rest. */
 export interface Command {
@@ -74,15 +182,41 @@ export interface Command {
   argument: string;
 }
 
-/** Reads `/cmd argument` from a line, or returns `undefined` for a plain message. */
+// A line beginning with this is text, not a command (IRC clients use the same
+// convention).
+const TEXT_PREFIX = "//";
+
+/**
+ * Reads `/cmd argument` from a line, or returns `undefined` for a plain
+ * message: a line that does not begin with "/", or one that begins with "//"
+ * (text beginning with "/": see {@linkcode messageText}).
+ */
 export function parseCommand(line: string): Command | undefined {
-  if (!line.startsWith("/")) return undefined;
+  if (!line.startsWith("/") || line.startsWith(TEXT_PREFIX)) return undefined;
   const space = line.indexOf(" ");
   if (space === -1) return { name: line.toLowerCase(), argument: "" };
   return {
     name: line.slice(0, space).toLowerCase(),
     argument: line.slice(space + 1).trim(),
   };
+}
+
+/**
+ * The text of a line that is not a command ({@linkcode parseCommand} gave
+ * `undefined`): a line beginning with "//" loses its first "/", so `//quit`
+ * is the text "/quit". That is how a user sends text beginning with "/", and
+ * how netchat's clients send each piece of a line too long for one message
+ * (`piecesAsText` in line_buffer.ts), so that no piece runs as a command.
+ *
+ * @example
+ * ```ts
+ * import { messageText } from "./protocol.ts";
+ * messageText("//quit"); // "/quit"
+ * messageText("hello"); // "hello"
+ * ```
+ */
+export function messageText(line: string): string {
+  return line.startsWith(TEXT_PREFIX) ? line.slice(1) : line;
 }
 
 /** What a client in the room is shown as in `/list`. */
@@ -114,6 +248,7 @@ export const say = {
     "* /list        who is here: id, name, address, age and idle seconds",
     "* /quit        leave",
     "* /help        this help",
+    "* //text       send a line that begins with / (the first / is dropped)",
   ],
   bye: "* bye",
   idle: "* idle timeout, bye",
@@ -126,3 +261,11 @@ export const say = {
   invalidUtf8: "ERR invalid UTF-8",
   serverFull: (max: number, noun: string) => `ERR server full (max ${max} ${noun}s)`,
 };
+
+/**
+ * The longest line, in bytes with its "\n", that the servers ever send: a
+ * relayed message of 255 bytes under the longest name, a `/list` line with the
+ * longest address. Small enough for one datagram on any path, and far inside
+ * `client.ts`'s incoming bound.
+ */
+export const MAX_SERVER_LINE_BYTES = 512;

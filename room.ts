@@ -29,6 +29,7 @@ import { encodeLine, sanitize } from "./line_buffer.ts";
 import {
   defaultName,
   listLine,
+  messageText,
   nameError,
   nameKey,
   parseCommand,
@@ -257,7 +258,8 @@ export class Room {
       gone: false,
     };
     if (name !== undefined && nameError(name) === undefined && this.#claim(member, name)) {
-      member.name = name;
+      // Canonically equivalent spellings are one name: it is kept composed (UAX #15).
+      member.name = name.normalize("NFC");
       this.#byName.set(nameKey(name), member);
     }
     this.#members.set(id, member);
@@ -282,8 +284,10 @@ export class Room {
     if (member.gone) return;
     const command = parseCommand(text);
     if (command === undefined) {
-      if (text === "") return;
-      this.#seam.publish({ kind: "line", from: { id: member.id, name: member.name }, text });
+      const message = messageText(text); // "//text" is the text "/text"
+      if (message === "") return;
+      const from = { id: member.id, name: member.name };
+      this.#seam.publish({ kind: "line", from, text: message });
       return;
     }
     switch (command.name) {
@@ -328,7 +332,7 @@ export class Room {
     const command = parseCommand(line);
     if (command === undefined) {
       if (!this.#chat) return this.#log(`echo mode: console lines are not sent to ${this.#noun}s`);
-      const text = sanitize(line);
+      const text = sanitize(messageText(line)); // "//text" is the text "/text"
       if (text !== "") this.#seam.publish({ kind: "line", from: SERVER, text });
       return;
     }
@@ -435,12 +439,14 @@ export class Room {
     return this.#seam.claimName(nameKey(name), member.id);
   }
 
-  #rename(member: Member, name: string): void {
+  #rename(member: Member, typed: string): void {
     const tell = (line: string) => member.link.deliver(encodeLine(line));
-    if (name === "") return tell(say.nickUsage);
-    const error = nameError(name);
+    if (typed === "") return tell(say.nickUsage);
+    const error = nameError(typed);
     if (error !== undefined) return tell(error);
-    if (!this.#claim(member, name)) return tell(say.nameTaken(name));
+    if (!this.#claim(member, typed)) return tell(say.nameTaken(typed));
+    // Canonically equivalent spellings are one name: it is kept composed (UAX #15).
+    const name = typed.normalize("NFC");
     const old = member.name;
     const oldKey = nameKey(old);
     if (oldKey !== nameKey(name)) {

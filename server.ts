@@ -35,6 +35,7 @@ import {
   SERVER_FLAGS,
 } from "./cli.ts";
 import { say } from "./protocol.ts";
+import { hasTelnetBytes, TelnetFilter } from "./telnet.ts";
 import { type Member, type MemberLink, Room } from "./room.ts";
 import {
   CLOSE_GRACE_MS,
@@ -54,7 +55,7 @@ Options:
   --port PORT          port to listen on, 0 for any free port (default ${DEFAULT_PORT})
   --mode chat|echo     chat room or echo service (default chat)
   --max-clients N      clients at once; the next one gets "ERR server full" (default 1000)
-  --idle-timeout S     close a client that sends nothing for S seconds, 0 = never (default 0)
+  --idle-timeout S     close a client that sends no line for S seconds, 0 = never (default 0)
   --max-queue BYTES    output queued for one client before it is dropped as too slow
                        (default 1048576, at least 65536)
   --max-rate N         chat mode: lines a second one client may send, in bursts of up
@@ -241,6 +242,8 @@ class Client implements ConnectionHandler, MemberLink {
   readonly #member?: Member;
   /** Made on the client's first read: an idle client never needs one. */
   #framer?: LineFramer;
+  /** Made when the client turns out to speak telnet. */
+  #telnet?: TelnetFilter;
   /** Flood control: lines the client may still send now, as of `tokensAt`. */
   tokens: number;
   tokensAt: number;
@@ -291,19 +294,30 @@ class Client implements ConnectionHandler, MemberLink {
   // ---- what the connection tells the client (ConnectionHandler)
 
   received(chunk: Uint8Array): void | Promise<void> {
-    const member = this.#member!;
-    this.#context.room.touch(member);
     const framer = this.#framer ??= new LineFramer();
+    if (this.#telnet !== undefined || hasTelnetBytes(chunk)) {
+      // A telnet client: its commands come out, its option requests are refused.
+      this.#telnet ??= new TelnetFilter(framer.endsInCarriageReturn);
+      const { data, reply } = this.#telnet.filter(chunk);
+      if (reply !== undefined) this.#connection.send(reply);
+      chunk = data;
+    }
     if (this.#context.mode === "echo") {
       // Echo's fast path: a block of good lines goes back in one write.
       const end = framer.wholeLinesEnd(chunk);
       if (end > 0 && isValidUtf8(chunk.subarray(0, end))) {
+        this.#context.room.touch(this.#member!);
         if (end < chunk.length) framer.push(chunk.subarray(end));
         return this.#connection.writeNow(chunk.subarray(0, end));
       }
-      return this.#echo(framer.push(chunk));
     }
-    return this.#chat(framer.push(chunk));
+    return this.#handle(framer.push(chunk));
+  }
+
+  endOfInput(): void | Promise<void> {
+    // A last line without "\n" before the FIN is a line like the others.
+    const last = this.#framer?.finish();
+    if (last !== undefined) return this.#handle([last]);
   }
 
   ended(cause: string): void {
@@ -324,6 +338,17 @@ class Client implements ConnectionHandler, MemberLink {
   /** Closes the socket now, whatever is left (the end of a shutdown's grace). */
   release(): void {
     this.#connection.release();
+  }
+
+  /**
+   * The complete lines of one read. Only complete lines count as hearing
+   * from the client: bytes that trickle in without a line end do not keep it
+   * from its idle timeout (the slowloris pattern).
+   */
+  #handle(frames: Frame[]): void | Promise<void> {
+    if (frames.length === 0) return;
+    this.#context.room.touch(this.#member!);
+    return this.#context.mode === "echo" ? this.#echo(frames) : this.#chat(frames);
   }
 
   // ---- chat: each good line to the room, paced by flood control

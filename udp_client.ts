@@ -16,7 +16,7 @@
  * @module
  */
 import { lookup } from "node:dns/promises";
-import { decodeUtf8, readInputMessages, toDisplayText } from "./line_buffer.ts";
+import { decodeUtf8, MAX_MESSAGE_BYTES, readInputMessages, toDisplayText } from "./line_buffer.ts";
 import {
   DEFAULT_HOST,
   DEFAULT_PORT,
@@ -237,7 +237,9 @@ export async function runUdpClient(
 
   const messages = async function* () {
     if (options.name !== undefined) yield encoder.encode(`/nick ${options.name}`);
-    yield* readInputMessages(io.input);
+    // A line too long for one datagram is sent as text in every piece: no
+    // piece of it can run as a command.
+    yield* readInputMessages(io.input, MAX_MESSAGE_BYTES, { piecesAsText: true });
   };
 
   /** A datagram is one line: the "\n" is optional for the server, but nc and friends like it. */

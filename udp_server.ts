@@ -37,7 +37,7 @@ import {
   SERVER_FLAGS,
   UsageError,
 } from "./cli.ts";
-import { parseCommand, say } from "./protocol.ts";
+import { nameError, parseCommand, say } from "./protocol.ts";
 import { type Member, type MemberLink, Room } from "./room.ts";
 
 const USAGE = `Usage: deno run --allow-net udp_server.ts [options]
@@ -191,8 +191,9 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
       peer.member = member;
       peers.set(address, peer);
       log(`joined ${address} id=${member.id} ${member.name}`);
-      // A first "/nick NAME" has named the newcomer already; a bad one is answered below.
-      if (member.name === wanted) return;
+      // A first "/nick NAME" that was granted has named the newcomer already;
+      // any other is answered below as over TCP (taken, reserved, invalid).
+      if (member.name === wanted && nameError(wanted) === undefined) return;
     }
     room.hear(peer.member!, text);
   }

@@ -4,8 +4,18 @@
  */
 import assert from "node:assert/strict";
 import { runClient } from "../client.ts";
+import { writeAll } from "../line_buffer.ts";
 import { startServer } from "../server.ts";
-import { bytes, LineReader } from "./util.ts";
+import {
+  bytes,
+  finish,
+  join,
+  LineReader,
+  NEEDS_SPAWN,
+  runScript,
+  startScriptServer,
+  TestServer,
+} from "./util.ts";
 
 /** Stands in for stdin: hands out the chunks it is given, ends when told. */
 class Input {
@@ -134,7 +144,33 @@ Deno.test("client never prints control characters from the network, whatever the
     assert.equal(await runClient(await connect(port), { input, ...output }), 0);
   });
   input.end();
-  assert.deepEqual(output.printed, ["[2J]0;pwnedclear1m", "ok", "ÿ", "a\ufffdb"]);
+  // Changed: whole sequences go, so "[2J", "]0;pwned" and "1m" no longer show,
+  // and ESC b (a complete escape sequence) takes its b along.
+  assert.deepEqual(output.printed, ["clear", "ok", "ÿ", "a\ufffd"]);
+});
+
+Deno.test("client prints a raw client's arrow keys, colours and forged lines as plain text", async () => {
+  const output = new Output();
+  const input = new Input();
+  await withRawServer(async (conn) => {
+    await conn.write(bytes(
+      "<alice> \x1b[A\x1b[Dagain\n" +
+        "<bob> \x1b[31mred\x1b[0m 你好\n" +
+        "<carol> \x1bOA\x1b]8;;http://evil.example/\x1b\\click\x1b]8;;\x1b\\\n" +
+        "<dave> hi\u2028* alice left (quit)\u2029\u0085ok\n" +
+        "<eve> \x1bP+q544e\x1b\\\x1b7\x1b(B😀\x1b]0;unterminated\n",
+    ));
+  }, async (port) => {
+    assert.equal(await runClient(await connect(port), { input, ...output }), 0);
+  });
+  input.end();
+  assert.deepEqual(output.printed, [
+    "<alice> again",
+    "<bob> red 你好",
+    "<carol> click",
+    "<dave> hi* alice left (quit)ok",
+    "<eve> 😀",
+  ]);
 });
 
 Deno.test("client says the server closed first and exits 0", async () => {
@@ -205,20 +241,60 @@ Deno.test("client sends /nick for --name, and /quit (any case) half-closes but s
 Deno.test("client drops an incoming line over its bound with a status line and keeps the rest", async () => {
   const output = new Output();
   const input = new Input();
+  const atBound = "界".repeat(21_845) + "x"; // 65,536 bytes: the bound exactly
   await withRawServer(async (conn) => {
-    await conn.write(bytes(`${"<a> ".padEnd(386, "x")}\n${"y".repeat(600)}\nafter\n`));
+    await writeAll(
+      conn,
+      bytes(
+        `${"<a> ".padEnd(386, "x")}\n${"y".repeat(600)}\n${atBound}\n${atBound}z\r\nafter\n`,
+      ),
+    );
   }, async (port) => {
     assert.equal(await runClient(await connect(port), { input, ...output }), 0);
   });
   input.end();
   // 386 bytes is the longest relay a netchat server can send: it must get through.
-  assert.equal(output.printed.length, 2);
+  // Changed: the bound is 64 KiB now, so the 600-byte line is shown too.
+  assert.equal(output.printed.length, 4);
   assert.equal(bytes(output.printed[0]).length, 386);
-  assert.equal(output.printed[1], "after");
+  assert.equal(output.printed[1], "y".repeat(600));
+  assert.equal(output.printed[2], atBound);
+  assert.equal(output.printed[3], "after");
   assert.deepEqual(output.statuses, [
-    "client.ts: dropped a line over 512 bytes from the server",
+    "client.ts: dropped a line over 65536 bytes from the server",
     "connection closed by server",
   ]);
+});
+
+Deno.test({
+  name: "client.ts prints a 60 KB line from any line-based service and drops a 70 KB one",
+  ignore: NEEDS_SPAWN,
+  fn: async () => {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const client = runScript("client.ts", ["--port", String(listener.addr.port)]);
+    // 60,000 and 70,000 bytes of Chinese and emoji, so a cut character would show.
+    const line60k = "网络聊天😀".repeat(3_750);
+    const line70k = "网络聊天😀".repeat(4_375);
+    assert.equal(bytes(line60k).length, 60_000);
+    assert.equal(bytes(line70k).length, 70_000);
+    try {
+      const conn = await listener.accept();
+      try {
+        await writeAll(conn, bytes(`before\n${line60k}\n${line70k}\nafter\n`));
+      } finally {
+        conn.close(); // our FIN: the client prints what it has and exits 0
+      }
+      assert.deepEqual(await client.stdout.rest(), ["before", line60k, "after"]);
+      assert.match((await client.stderr.line())!, /^connected to 127\.0\.0\.1:\d+ from /);
+      assert.deepEqual(await client.stderr.rest(), [
+        "client.ts: dropped a line over 65536 bytes from the server",
+        "connection closed by server",
+      ]);
+    } finally {
+      listener.close();
+      assert.equal((await finish(client)).code, 0);
+    }
+  },
 });
 
 Deno.test("client shows incoming lines while the user has not finished typing (full duplex)", async () => {
@@ -238,4 +314,91 @@ Deno.test("client shows incoming lines while the user has not finished typing (f
   });
   input.end();
   assert.deepEqual(output.printed, ["first", "second"]);
+});
+
+// ---- lines too long for one message, through the scripts
+
+Deno.test({
+  name: "client.ts sends every piece of a long line as text: no piece renames, quits or errs",
+  ignore: NEEDS_SPAWN,
+  fn: async () => {
+    await using server = new TestServer();
+    using observer = await join(server);
+    const client = runScript("client.ts", ["--port", String(server.port)]);
+    try {
+      await observer.until("* user2 joined");
+      const typed = [
+        "x".repeat(255) + "/nick hijacked", // the second piece begins with /nick
+        "/".repeat(600), // every piece begins with /, the first too
+        "y".repeat(254) + "/quit", // the second piece is exactly /quit
+        "//quit", // typed text beginning with /
+        "z".repeat(255) + "/quit", // the issue's: today the client would be cut off here
+        "a".repeat(250) + "🇧🇪👨‍👩‍👧‍👦👋🏽e\u0301", // clusters across the cut
+        "/nick carol", // a line that fits is a command as typed
+      ];
+      await client.stdin.write(bytes(typed.join("\n") + "\n"));
+      await client.stdin.close();
+      const relayed = [
+        "x".repeat(254),
+        "x/nick hijacked",
+        "/".repeat(254),
+        "/".repeat(254),
+        "/".repeat(92),
+        "y".repeat(254),
+        "/quit",
+        "/quit",
+        "z".repeat(254),
+        "z/quit",
+        "a".repeat(250),
+        "🇧🇪👨‍👩‍👧‍👦👋🏽e\u0301",
+      ];
+      const seen: string[] = [];
+      for (let line = await observer.line(); line !== null; line = await observer.line()) {
+        seen.push(line);
+        if (line.includes(" left (")) break;
+      }
+      // No piece ran as a command: only the last line renamed, and the end of input ended.
+      const notices = seen.filter((line) => line.startsWith("* "));
+      assert.deepEqual(notices, ["* user2 is now carol", "* carol left (eof)"]);
+      const texts = seen.filter((line) => line.startsWith("<user2> ")).map((line) => line.slice(8));
+      assert.deepEqual(texts, relayed);
+    } finally {
+      assert.equal((await finish(client)).code, 0);
+    }
+  },
+});
+
+Deno.test({
+  name: "client.ts prints a long line typed at server.ts's console as text in every piece",
+  ignore: NEEDS_SPAWN,
+  fn: async () => {
+    const server = await startScriptServer("server.ts");
+    const client = runScript("client.ts", ["--port", String(server.port)]);
+    try {
+      assert.match((await client.stdout.line())!, /^\* welcome, you are user1 /);
+      const typed = [
+        "x".repeat(255) + "/quit", // the second piece is not a shutdown
+        "y".repeat(254) + "/kick 1", // nor a kick
+        "/".repeat(600),
+        "//list", // typed text beginning with /
+      ];
+      await server.stdin.write(bytes(typed.join("\n") + "\n"));
+      const relayed = [
+        "x".repeat(254),
+        "x/quit",
+        "y".repeat(254),
+        "/kick 1",
+        "/".repeat(254),
+        "/".repeat(254),
+        "/".repeat(92),
+        "/list",
+      ].map((text) => `<server> ${text}`);
+      await server.stdin.write(bytes("/quit\n")); // a console line that fits is a command
+      // Only that /quit shut the server down, and nobody was kicked before it.
+      assert.deepEqual(await client.stdout.rest(), [...relayed, "* server shutting down"]);
+    } finally {
+      assert.equal((await finish(client)).code, 0);
+      assert.equal((await finish(server)).code, 0);
+    }
+  },
 });

@@ -3,6 +3,7 @@ import {
   decodeUtf8,
   encodeLine,
   type Frame,
+  graphemeCutPoint,
   hasControlCharacters,
   isValidUtf8,
   LINE_TOO_LONG,
@@ -774,17 +775,104 @@ const SANITIZE_CASES: { name: string; input: string; output: string }[] = [
   { name: "newline and carriage return are removed", input: "a\nb\rc", output: "abc" },
   { name: "the last C0 control U+001F is removed", input: "a\x1fb", output: "ab" },
   { name: "DEL is removed", input: "a\x7fb", output: "ab" },
-  { name: "the first and last C1 controls are removed", input: "\u0080a\u009fb", output: "ab" },
-  { name: "an ESC sequence loses its ESC", input: "\x1b[31mred\x1b[0m", output: "[31mred[0m" },
-  { name: "a one-byte CSI is removed", input: "\u009b2Jclear", output: "2Jclear" },
-  {
-    name: "an OSC title sequence loses its controls",
-    input: "\x1b]0;title\x07",
-    output: "]0;title",
-  },
-  { name: "an 8-bit OSC is removed", input: "\u009d0;t\u009c", output: "0;t" },
+  // Changed: U+009F is APC, which opens a control string (ECMA-48 §5.6) that
+  // runs to its ST or, with none, to the end of the text.
+  { name: "the first C1 control is removed", input: "\u0080ab", output: "ab" },
+  { name: "the last C1 control, APC, takes its string along", input: "a\u009fb", output: "a" },
+  // Changed: a sequence goes whole, not only its ESC or C1 control.
+  { name: "a colour sequence is removed whole", input: "\x1b[31mred\x1b[0m", output: "red" },
+  { name: "a one-byte CSI is removed whole", input: "\u009b2Jclear", output: "clear" },
+  { name: "an OSC title sequence is removed whole", input: "\x1b]0;title\x07", output: "" },
+  { name: "an 8-bit OSC is removed whole", input: "\u009d0;t\u009c", output: "" },
   { name: "only controls leave nothing", input: "\x1b\r\n\x00", output: "" },
 ];
+
+/** Every ECMA-48 form, 7-bit and 8-bit, with text around it that must stay. */
+const ESCAPE_SEQUENCE_CASES: { name: string; input: string; output: string }[] = [
+  // The issue's: a raw client's arrow keys and colour codes.
+  { name: "arrow keys typed into a raw client", input: "\x1b[A\x1b[Dagain", output: "again" },
+  { name: "SGR colour codes", input: "<bob> \x1b[31mred\x1b[0m", output: "<bob> red" },
+  // §5.4 control sequences: CSI, parameter bytes, intermediate bytes, final byte.
+  { name: "CSI with many parameters", input: "\x1b[38;5;196mx\x1b[m", output: "x" },
+  { name: "CSI with private parameters", input: "\x1b[?25l\x1b[?1049hx", output: "x" },
+  { name: "CSI with an intermediate byte", input: "\x1b[2 qx", output: "x" },
+  { name: "CSI whose final byte is ~ (0x7E)", input: "\x1b[3~x", output: "x" },
+  { name: "CSI whose final byte is @ (0x40)", input: "\x1b[4@x", output: "x" },
+  { name: "8-bit CSI", input: "\u009b31mred\u009b0m", output: "red" },
+  { name: "CSI cut off before its final byte", input: "abc\x1b[12;3", output: "abc" },
+  { name: "CSI with a parameter after an intermediate", input: "\x1b[1 2mx", output: "x" },
+  { name: "CSI ended by a character outside it", input: "\x1b[31;你好", output: "你好" },
+  // §5.6 control strings.
+  { name: "OSC ended by BEL", input: "\x1b]0;title\x07after", output: "after" },
+  { name: "OSC ended by ESC \\", input: "\x1b]2;title\x1b\\after", output: "after" },
+  {
+    name: "an OSC 8 hyperlink keeps its text only",
+    input: "\x1b]8;;http://evil.example/\x1b\\click\x1b]8;;\x1b\\",
+    output: "click",
+  },
+  { name: "8-bit OSC ended by 8-bit ST", input: "\u009d0;t\u009cafter", output: "after" },
+  { name: "8-bit OSC ended by BEL", input: "\u009d0;t\x07after", output: "after" },
+  {
+    name: "OSC without a terminator runs to the end",
+    input: "before\x1b]0;title",
+    output: "before",
+  },
+  { name: "OSC cut short by another sequence", input: "\x1b]0;t\x1b[31mred", output: "red" },
+  { name: "OSC holding Chinese", input: "\x1b]0;你好\x07世界", output: "世界" },
+  { name: "DCS ended by ST", input: "\x1bP+q544e\x1b\\after", output: "after" },
+  { name: "DCS is not ended by BEL", input: "\x1bPa\x07b\x1b\\c", output: "c" },
+  { name: "DCS without ST runs to the end", input: "a\x1bPq#0;2;0;0;0", output: "a" },
+  { name: "8-bit DCS", input: "\u0090q\u009cafter", output: "after" },
+  { name: "SOS", input: "\x1bXhidden\x1b\\shown", output: "shown" },
+  { name: "8-bit SOS", input: "\u0098hidden\u009cshown", output: "shown" },
+  { name: "PM", input: "\x1b^hidden\x1b\\shown", output: "shown" },
+  { name: "8-bit PM", input: "\u009ehidden\u009cshown", output: "shown" },
+  { name: "APC", input: "\x1b_hidden\x1b\\shown", output: "shown" },
+  { name: "8-bit APC", input: "\u009fhidden\u009cshown", output: "shown" },
+  { name: "an ST on its own", input: "a\x1b\\b\u009cc", output: "abc" },
+  // §8.3.125-126 SS2 and SS3 take the graphic character after them.
+  { name: "arrow keys in application mode (SS3)", input: "\x1bOA\x1bOBok", output: "ok" },
+  { name: "SS2 and its character", input: "\x1bNxok", output: "ok" },
+  { name: "8-bit SS2 and SS3", input: "\u008ex\u008fAok", output: "ok" },
+  { name: "SS3 at the end of the text", input: "ok\x1bO", output: "ok" },
+  { name: "SS3 does not take a Chinese character", input: "\x1bO你好", output: "你好" },
+  { name: "SS3 does not take the ESC after it", input: "\x1bO\x1b[31mx", output: "x" },
+  // Other escape sequences: ESC, intermediates 0x20-0x2F, final 0x30-0x7E.
+  { name: "save and restore the cursor", input: "\x1b7saved\x1b8", output: "saved" },
+  { name: "a character set designation", input: "\x1b(Bx\x1b)0y", output: "xy" },
+  { name: "a full reset", input: "\x1bcok", output: "ok" },
+  { name: "ESC with two intermediates", input: "\x1b$(Bx", output: "x" },
+  { name: "ESC with a final ~ (0x7E)", input: "\x1b~x", output: "x" },
+  { name: "ESC at the end of the text", input: "x\x1b", output: "x" },
+  { name: "ESC with intermediates cut off", input: "x\x1b(", output: "x" },
+  { name: "ESC then a sequence", input: "\x1b\x1b[31mz", output: "z" },
+  { name: "ESC then DEL", input: "a\x1b\x7fb", output: "ab" },
+  // Unicode's own line breaks would forge lines for whoever splits on them.
+  {
+    name: "a LINE SEPARATOR before a forged notice",
+    input: "hi\u2028* alice left (quit)",
+    output: "hi* alice left (quit)",
+  },
+  { name: "a PARAGRAPH SEPARATOR", input: "a\u2029b", output: "ab" },
+  { name: "NEL", input: "a\u0085b", output: "ab" },
+  // What is text stays, around and between sequences.
+  {
+    name: "Chinese, emoji and combining marks around sequences",
+    input: "你\x1b[1m好😀\x1b[0m👨‍👩‍👧e\u0301\x1b]0;t\x07",
+    output: "你好😀👨‍👩‍👧e\u0301",
+  },
+  { name: "a tab inside sequences", input: "a\t\x1b[Kb", output: "a\tb" },
+];
+
+Deno.test("sanitize() removes every ECMA-48 escape sequence whole, 7-bit and 8-bit", async (t) => {
+  for (const { name, input, output } of ESCAPE_SEQUENCE_CASES) {
+    await t.step(name, () => {
+      assert.equal(sanitize(input), output);
+      assert.equal(hasControlCharacters(input), true);
+      assert.equal(hasControlCharacters(output), false);
+    });
+  }
+});
 
 Deno.test("sanitize() removes control characters and keeps all other text", async (t) => {
   for (const { name, input, output } of SANITIZE_CASES) {
@@ -792,18 +880,89 @@ Deno.test("sanitize() removes control characters and keeps all other text", asyn
   }
 });
 
-Deno.test("sanitize() removes exactly C0 but tab, DEL and C1 among the first 1024 code points", () => {
-  for (let code = 0; code < 1024; code++) {
+Deno.test("sanitize() removes exactly C0 but tab, DEL, C1, U+2028 and U+2029 among 1024 code points and General Punctuation", () => {
+  const codes = [...Array(1024).keys(), ...Array.from({ length: 0x70 }, (_, i) => 0x2000 + i)];
+  for (const code of codes) {
     const character = String.fromCodePoint(code);
-    const control = (code < 0x20 && code !== 0x09) || (code >= 0x7f && code <= 0x9f);
-    const text = `<${character}>`;
-    assert.equal(sanitize(text), control ? "<>" : text, `U+${code.toString(16)}`);
+    const control = (code < 0x20 && code !== 0x09) || (code >= 0x7f && code <= 0x9f) ||
+      code === 0x2028 || code === 0x2029;
+    // Changed: nothing after the character, as ESC, CSI, OSC... now take what follows them.
+    const text = `<${character}`;
+    assert.equal(sanitize(text), control ? "<" : text, `U+${code.toString(16)}`);
     assert.equal(hasControlCharacters(text), control, `U+${code.toString(16)}`);
   }
 });
 
+/** Text of random pieces: sequence openers, their bytes, terminators and plain text. */
+function randomEscapeText(next: () => number, pieces: number): string {
+  const parts = [
+    "\x1b",
+    "[",
+    "]",
+    "P",
+    "X",
+    "^",
+    "_",
+    "N",
+    "O",
+    "\\",
+    "\x07",
+    "\u009b",
+    "\u009c",
+    "\u009d",
+    "\u0090",
+    "\u008f",
+    "\u0085",
+    "\u2028",
+    "\u2029",
+    "\x00",
+    "\r",
+    "\n",
+    "\x7f",
+    "\t",
+    " ",
+    "(",
+    "?",
+    ";",
+    "0",
+    "31",
+    "m",
+    "A",
+    "~",
+    "你",
+    "😀",
+    "e\u0301",
+  ];
+  let text = "";
+  for (let i = 0; i < pieces; i++) text += parts[next() % parts.length];
+  return text;
+}
+
+Deno.test("sanitize() leaves no control character in random text and changes nothing twice", () => {
+  const next = xorshift32(2028);
+  for (let i = 0; i < 20_000; i++) {
+    const input = randomEscapeText(next, 1 + next() % 24);
+    const output = sanitize(input);
+    const shown = JSON.stringify(input);
+    assert.equal(hasControlCharacters(output), false, shown);
+    assert.equal(sanitize(output), output, shown);
+    assert.equal(hasControlCharacters(input), output !== input, shown);
+    // Removal never cuts a surrogate pair in half.
+    assert.ok(
+      !/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(output),
+      shown,
+    );
+  }
+});
+
+Deno.test("sanitize() returns the text itself when there is nothing to remove", () => {
+  for (const text of ["", "hello", NI_HAO, MIXED, "a\tb", "[31m ]0;title"]) {
+    assert.equal(sanitize(text), text);
+  }
+});
+
 Deno.test("hasControlCharacters() is true exactly when sanitize() would change the text", async (t) => {
-  for (const { name, input, output } of SANITIZE_CASES) {
+  for (const { name, input, output } of [...SANITIZE_CASES, ...ESCAPE_SEQUENCE_CASES]) {
     await t.step(name, () => {
       // Asked twice: a stateful (global) pattern would answer differently the second time.
       assert.equal(hasControlCharacters(input), input !== output);
@@ -812,13 +971,23 @@ Deno.test("hasControlCharacters() is true exactly when sanitize() would change t
   }
 });
 
-Deno.test("toDisplayText() decodes leniently and removes control characters", async (t) => {
+Deno.test("toDisplayText() decodes leniently and removes escape sequences and control characters", async (t) => {
   const cases: { name: string; bytes: Uint8Array; text: string }[] = [
     { name: "Chinese", bytes: encoder.encode(NI_HAO), text: NI_HAO },
     { name: "tab and emoji", bytes: encoder.encode("a\t😀"), text: "a\t😀" },
-    { name: "an ESC sequence", bytes: encoder.encode("\x1b[31mred"), text: "[31mred" },
-    // U+009B encoded as UTF-8 (C2 9B) is a CSI to a UTF-8 terminal.
-    { name: "an encoded C1 CSI", bytes: new Uint8Array([0xc2, 0x9b, 0x41]), text: "A" },
+    // Changed: the whole sequence goes, not only its ESC.
+    { name: "an ESC sequence", bytes: encoder.encode("\x1b[31mred"), text: "red" },
+    // U+009B encoded as UTF-8 (C2 9B) is a CSI to a UTF-8 terminal; CSI A moves
+    // the cursor up, so (changed) the A goes with it.
+    { name: "an encoded C1 CSI", bytes: new Uint8Array([0xc2, 0x9b, 0x41]), text: "" },
+    {
+      name: "an encoded C1 CSI and text",
+      bytes: new Uint8Array([0xc2, 0x9b, 0x33, 0x31, 0x6d, 0x41]),
+      text: "A",
+    },
+    { name: "arrow keys", bytes: encoder.encode("\x1b[A\x1bOBagain"), text: "again" },
+    { name: "an OSC title", bytes: encoder.encode("\x1b]0;pwned\x07你好"), text: "你好" },
+    { name: "a LINE SEPARATOR", bytes: encoder.encode("a\u2028b\u2029c"), text: "abc" },
     // A raw 9B byte is not UTF-8 and shows as U+FFFD, which is harmless.
     { name: "a raw 9B byte", bytes: new Uint8Array([0x9b, 0x41]), text: "\ufffdA" },
     { name: "an invalid byte", bytes: new Uint8Array([0x61, 0xff, 0x62]), text: "a\ufffdb" },
@@ -966,5 +1135,316 @@ Deno.test("isValidUtf8() gives the same answers for long inputs, where it uses t
     broken.set(long);
     broken.set(bad, long.length);
     assert.equal(isValidUtf8(broken), false, bad.join(","));
+  }
+});
+
+// ---- grapheme clusters (UAX #29) and lines too long for one message
+
+const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+
+/** User-perceived characters of several bytes and code points: none may be cut. */
+const CLUSTERS: Record<string, string> = {
+  "a flag": "🇧🇪",
+  "a ZWJ family": "👨‍👩‍👧‍👦",
+  "a rainbow flag (ZWJ and a variation selector)": "🏳️‍🌈",
+  "a skin tone": "👋🏽",
+  "a combining acute": "e\u0301",
+  "a letter with four combining marks": "a\u0300\u0301\u0302\u0303",
+  "Hangul jamo": "\u1100\u1161\u11a8",
+  "a Devanagari conjunct": "क्ष",
+  "a Thai consonant and SARA AM": "กำ",
+  "a keycap": "1\ufe0f\u20e3",
+  "a Chinese character": "中",
+};
+
+/** The last cluster boundary at or before `limit`, found by segmenting the whole text. */
+function referenceCut(text: string, limit: number): number {
+  const bytes = encoder.encode(text);
+  if (bytes.length <= limit) return bytes.length;
+  let end = 0;
+  for (const { segment } of graphemes.segment(text)) {
+    const size = encoder.encode(segment).length;
+    if (end + size > limit) break;
+    end += size;
+  }
+  return end > 0 ? end : utf8CutPoint(bytes, limit);
+}
+
+/** Where a line made of `units`, each one cluster, may be cut for `limit`: after the last unit that fits. */
+function cutAfterUnits(units: string[], limit: number): number {
+  let end = 0;
+  for (const unit of units) {
+    const size = encoder.encode(unit).length;
+    if (end + size > limit) break;
+    end += size;
+  }
+  return end;
+}
+
+/** Checks that `units` really are one cluster each, or the expectations built on them mean nothing. */
+function assertClusters(units: string[]): void {
+  const segments = [...graphemes.segment(units.join(""))].map(({ segment }) => segment);
+  assert.deepEqual(segments, units, "the test's units are not one cluster each");
+}
+
+Deno.test("graphemeCutPoint() keeps each kind of cluster whole at every offset around the limit", async (t) => {
+  for (const [name, cluster] of Object.entries(CLUSTERS)) {
+    await t.step(name, () => {
+      const size = encoder.encode(cluster).length;
+      // Before and after the cluster: ASCII, Chinese, and an emoji with a skin tone.
+      for (const neighbour of ["x", "中", "👋🏽"]) {
+        const width = encoder.encode(neighbour).length;
+        for (let start = MAX_MESSAGE_BYTES - size - 2; start <= MAX_MESSAGE_BYTES + 1; start++) {
+          const count = Math.floor(start / width);
+          const units = [
+            ...Array(start - count * width).fill("a"),
+            ...Array(count).fill(neighbour),
+            cluster,
+            neighbour,
+            neighbour,
+          ];
+          assertClusters(units);
+          const bytes = encoder.encode(units.join(""));
+          const cut = graphemeCutPoint(bytes, MAX_MESSAGE_BYTES);
+          assert.equal(cut, cutAfterUnits(units, MAX_MESSAGE_BYTES), `${neighbour} at ${start}`);
+          // Here the cluster is cut only if its start is the limit.
+          if (start < MAX_MESSAGE_BYTES && start + size > MAX_MESSAGE_BYTES) {
+            assert.ok(cut <= start, `cut at ${cut} inside the cluster at ${start}`);
+          }
+        }
+      }
+    });
+  }
+});
+
+Deno.test("graphemeCutPoint() keeps a flag whole in a run of flags, whatever the run's parity", () => {
+  // Regional indicators pair up from the start of their run, so the cut must
+  // count from there: 31 flags are 248 bytes, the 32nd would end at 256.
+  for (const before of ["", "a", "ab", "abc", "中", "🇧"]) {
+    const text = before + "🇧🇪".repeat(40);
+    const bytes = encoder.encode(text);
+    assert.equal(graphemeCutPoint(bytes, MAX_MESSAGE_BYTES), referenceCut(text, MAX_MESSAGE_BYTES));
+  }
+  const flags = encoder.encode("🇧🇪".repeat(40));
+  assert.equal(graphemeCutPoint(flags, MAX_MESSAGE_BYTES), 248);
+  // One byte before the run moves every boundary by one.
+  const shifted = encoder.encode("a" + "🇧🇪".repeat(40));
+  assert.equal(graphemeCutPoint(shifted, MAX_MESSAGE_BYTES), 249);
+});
+
+/** How many bytes `text` takes in UTF-8, without encoding it. */
+function utf8Size(text: string): number {
+  let size = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    size += unit < 0x80 ? 1 : unit < 0x800 || (unit >= 0xd800 && unit <= 0xdfff) ? 2 : 3;
+  }
+  return size;
+}
+
+Deno.test("graphemeCutPoint() agrees with Intl.Segmenter for every code point up to U+3FFFF", () => {
+  // Each code point twice between "ab" and "yz", cut before, between and
+  // after the two: this checks the fast path's plain characters and the
+  // segmenter path alike.
+  const report: string[] = [];
+  for (let code = 0x20; code <= 0x3ffff; code++) {
+    if (code >= 0xd800 && code <= 0xdfff) continue; // surrogates are not characters
+    const character = String.fromCodePoint(code);
+    const text = `ab${character}${character}yz`;
+    const bytes = encoder.encode(text);
+    const boundaries: number[] = [];
+    let end = 0;
+    for (const { segment } of graphemes.segment(text)) boundaries.push(end += utf8Size(segment));
+    const size = (bytes.length - 4) / 2;
+    for (const limit of [2, 2 + size, 2 + 2 * size]) {
+      const fits = boundaries.filter((boundary) => boundary <= limit);
+      const expected = fits.length > 0 ? fits.at(-1)! : utf8CutPoint(bytes, limit);
+      const cut = graphemeCutPoint(bytes, limit);
+      if (cut !== expected && report.length < 10) {
+        report.push(`U+${code.toString(16)} limit ${limit}: ${cut}, not ${expected}`);
+      }
+    }
+  }
+  assert.deepEqual(report, []);
+});
+
+/** Seeded random lines of whole clusters of every kind, and the clusters they are made of. */
+function randomClusterLine(next: () => number, count: number): string[] {
+  const kinds = [...Object.values(CLUSTERS), "x", " ", "你", "好", "，", "é", "😀"];
+  const units: string[] = [];
+  while (units.length < count) {
+    const unit = kinds[next() % kinds.length];
+    units.push(unit);
+  }
+  return units;
+}
+
+/** The pieces an oracle that knows the clusters cuts `units` into. */
+function piecesOfUnits(units: string[], limit: number): string[] {
+  const pieces: string[] = [];
+  let piece = "";
+  for (const unit of units) {
+    if (encoder.encode(piece + unit).length > limit) {
+      pieces.push(piece);
+      piece = "";
+    }
+    piece += unit;
+  }
+  pieces.push(piece);
+  return pieces;
+}
+
+Deno.test("splitMessage() cuts seeded random lines of clusters only between clusters", () => {
+  const next = xorshift32(0xc1a5);
+  for (let i = 0; i < 300; i++) {
+    const units = randomClusterLine(next, 20 + next() % 200);
+    // Two units side by side may join (an é after an e, an x before a mark): take the real clusters.
+    const clusters = [...graphemes.segment(units.join(""))].map(({ segment }) => segment);
+    const line = encoder.encode(clusters.join(""));
+    const pieces = splitMessage(line).map((piece) => fatalDecoder.decode(piece));
+    assert.deepEqual(pieces, piecesOfUnits(clusters, MAX_MESSAGE_BYTES), `line ${i}`);
+  }
+});
+
+Deno.test("splitMessage() cuts a cluster longer than the limit between its code points only", () => {
+  // "e" and 200 combining acutes: one cluster of 401 bytes.
+  const zalgo = "e" + "\u0301".repeat(200);
+  const pieces = splitMessage(encoder.encode(zalgo)).map((piece) => fatalDecoder.decode(piece));
+  assert.deepEqual(pieces, ["e" + "\u0301".repeat(127), "\u0301".repeat(73)]);
+  // A family too long for one message only because of what is stuck to it.
+  const long = "👨‍👩‍👧‍👦" + "\u0301".repeat(130);
+  const cut = splitMessage(encoder.encode(long));
+  assert.equal(cut[0].length, 255);
+  assert.equal(cut.map((piece) => fatalDecoder.decode(piece)).join(""), long);
+});
+
+/** Every message `readInputMessages()` yields for `chunks`, with `options`, decoded. */
+async function inputMessages(
+  chunks: Uint8Array[],
+  options?: { piecesAsText?: boolean },
+): Promise<string[]> {
+  const messages: Uint8Array[] = [];
+  for await (const message of readInputMessages(new ChunkReader(chunks), undefined, options)) {
+    messages.push(message);
+  }
+  return messages.map((message) => fatalDecoder.decode(message));
+}
+
+Deno.test("readInputMessages() never cuts a cluster that goes on in the next read, at any split point", async (t) => {
+  const lines = [
+    "a".repeat(250) + "👨‍👩‍👧‍👦" + "b".repeat(300), // the family across 255 and across 254
+    "a".repeat(251) + "🇧🇪🇨🇳" + "中".repeat(100),
+    "🇧🇪".repeat(80), // 640 bytes of flags: the pairs count from the line's start
+    "x".repeat(253) + "e\u0301\u0302" + "y".repeat(260) + "👋🏽",
+    "中".repeat(84) + "a\u0300\u0301\u0302\u0303" + "क्ष".repeat(40),
+    "/".repeat(252) + "👋🏽" + "/".repeat(300),
+  ];
+  for (const piecesAsText of [false, true]) {
+    await t.step(piecesAsText ? "pieces as text" : "plain pieces", async () => {
+      for (const line of lines) {
+        const input = encoder.encode(line + "\n");
+        const clusters = [...graphemes.segment(line)].map(({ segment }) => segment);
+        const whole = piecesOfUnits(clusters, MAX_MESSAGE_BYTES - (piecesAsText ? 1 : 0))
+          .map((piece) => piecesAsText && piece.startsWith("/") ? "/" + piece : piece);
+        assert.ok(whole.length > 1);
+        const split = splitMessage(encoder.encode(line), MAX_MESSAGE_BYTES, { piecesAsText });
+        assert.deepEqual(split.map((piece) => fatalDecoder.decode(piece)), whole);
+        const splits = [oneByteAtATime(input)];
+        for (let point = 0; point <= input.length; point++) splits.push(splitAt(input, [point]));
+        for (const chunks of splits) {
+          const messages = await inputMessages(chunks, { piecesAsText });
+          assert.deepEqual(messages, whole, `chunks of ${chunks.map((chunk) => chunk.length)}`);
+        }
+      }
+    });
+  }
+});
+
+Deno.test("readInputMessages() holds at most 259 bytes of a long line of emoji between reads", async () => {
+  const line = encoder.encode("👨‍👩‍👧‍👦👋🏽🇧🇪e\u0301".repeat(400)); // 17,600 bytes, no "\n"
+  let read = 0;
+  let sent = 0;
+  let most = 0;
+  const reader: Reader = {
+    read(buffer) {
+      // Whatever has been read but not sent is held by readInputMessages().
+      most = Math.max(most, read - sent);
+      if (read === line.length) return Promise.resolve(null);
+      buffer[0] = line[read++];
+      return Promise.resolve(1);
+    },
+  };
+  const messages: Uint8Array[] = [];
+  for await (const message of readInputMessages(reader)) {
+    messages.push(message);
+    sent += message.length;
+  }
+  assert.deepEqual(concat(messages), line);
+  assert.ok(most <= MAX_MESSAGE_BYTES + 4, `held ${most} bytes`);
+});
+
+Deno.test("splitMessage() with piecesAsText cuts a long line into text only: 254 bytes, / before a /", async (t) => {
+  const asText = (text: string) =>
+    splitMessage(encoder.encode(text), MAX_MESSAGE_BYTES, { piecesAsText: true })
+      .map((piece) => fatalDecoder.decode(piece));
+  const cases: [string, string, string[]][] = [
+    [
+      "a command after 255 bytes stays in its piece",
+      "x".repeat(255) + "/nick hijacked",
+      ["x".repeat(254), "x/nick hijacked"],
+    ],
+    [
+      "a command after 254 bytes is marked as text",
+      "x".repeat(254) + "/quit",
+      ["x".repeat(254), "//quit"],
+    ],
+    [
+      "600 slashes: every piece, the first too",
+      "/".repeat(600),
+      ["/".repeat(255), "/".repeat(255), "/".repeat(93)],
+    ],
+    ["a line starting //", "//" + "y".repeat(300), ["///" + "y".repeat(252), "y".repeat(48)]],
+    // A line that fits is sent as typed: a command stays a command.
+    ["a command of 255 bytes", "/nick " + "z".repeat(249), ["/nick " + "z".repeat(249)]],
+    ["a short command", "/quit", ["/quit"]],
+    ["text typed with //", "//quit", ["//quit"]],
+    ["an empty line", "", [""]],
+    // A flag across 254: kept whole in the second piece.
+    ["a flag across the cut", "x".repeat(250) + "🇧🇪/", ["x".repeat(250), "🇧🇪/"]],
+  ];
+  for (const [name, text, expected] of cases) {
+    await t.step(name, () => {
+      const pieces = asText(text);
+      assert.deepEqual(pieces, expected);
+      for (const piece of pieces) assert.ok(encoder.encode(piece).length <= MAX_MESSAGE_BYTES);
+    });
+  }
+  // Without the option nothing is marked, and the cut is at 255.
+  assert.deepEqual(
+    splitMessage(encoder.encode("x".repeat(255) + "/quit")).map((p) => fatalDecoder.decode(p)),
+    ["x".repeat(255), "/quit"],
+  );
+});
+
+Deno.test("readInputMessages() with piecesAsText marks every piece of a long line, its short rest too", async () => {
+  const text = "/".repeat(600) + "\n" + "x".repeat(255) + "/nick hijacked\n/quit\n//quit\n" +
+    "y".repeat(254) + "/quit";
+  const expected = [
+    "/".repeat(255),
+    "/".repeat(255),
+    "/".repeat(93),
+    "x".repeat(254),
+    "x/nick hijacked",
+    "/quit",
+    "//quit",
+    "y".repeat(254),
+    "//quit",
+  ];
+  const input = encoder.encode(text);
+  const splits = [oneByteAtATime(input)];
+  for (let point = 0; point <= input.length; point += 7) splits.push(splitAt(input, [point]));
+  for (const chunks of splits) {
+    const messages = await inputMessages(chunks, { piecesAsText: true });
+    assert.deepEqual(messages, expected, `chunks of ${chunks.map((chunk) => chunk.length)}`);
   }
 });

@@ -9,6 +9,8 @@ import {
 import {
   defaultName,
   listLine,
+  MAX_SERVER_LINE_BYTES,
+  messageText,
   nameError,
   nameKey,
   parseCommand,
@@ -155,13 +157,12 @@ Deno.test("nameError() and the /nick help agree on the 32-character limit", () =
 
 Deno.test("nameKey() makes case and full-width variants of a name one name", () => {
   for (const variant of ["alice", "Alice", "ALICE", "ａｌｉｃｅ", "ＡＬＩＣＥ", "ＡｌＩｃＥ"]) {
-    assert.equal(nameKey(variant), "alice", variant);
+    assert.equal(nameKey(variant), nameKey("alice"), variant);
   }
   // Composed and decomposed é are one name too.
-  assert.equal(nameKey("Jos\u00e9"), "jos\u00e9");
-  assert.equal(nameKey("JOSE\u0301"), "jos\u00e9");
+  assert.equal(nameKey("JOSE\u0301"), nameKey("Jos\u00e9"));
   // The ligature ﬁ is the letters f and i.
-  assert.equal(nameKey("ﬁona"), "fiona");
+  assert.equal(nameKey("ﬁona"), nameKey("fiona"));
 });
 
 Deno.test("nameKey() keeps different names apart", () => {
@@ -169,6 +170,156 @@ Deno.test("nameKey() keeps different names apart", () => {
   const keys = new Set(names.map(nameKey));
   assert.equal(keys.size, names.length);
   assert.equal(nameKey("张伟"), "张伟");
+});
+
+Deno.test("nameError() and nameKey() take canonically equivalent spellings as one name (NFC)", async (t) => {
+  const spellings: [string, string[]][] = [
+    ["José", ["Jos\u00e9", "Jose\u0301"]],
+    ["Nguyễn", ["Nguy\u1ec5n", "Nguy\u00ea\u0303n", "Nguye\u0302\u0303n"]],
+    ["Ǻsa", ["\u01fasa", "\u00c5\u0301sa", "A\u030a\u0301sa"]],
+    ["Phở", ["Ph\u1edf", "Pho\u031b\u0309", "Ph\u01a1\u0309"]],
+    ["Zoë", ["Zo\u00eb", "Zoe\u0308"]],
+  ];
+  for (const [label, forms] of spellings) {
+    await t.step(label, () => {
+      for (const form of forms) {
+        assert.equal(nameError(form), undefined, JSON.stringify(form));
+        assert.equal(nameKey(form), nameKey(forms[0]), JSON.stringify(form));
+      }
+    });
+  }
+  // The 32 characters are counted after NFC: 32 é typed decomposed fit.
+  assert.equal(nameError("e\u0301".repeat(32)), undefined);
+  assert.equal(nameError("e\u0301".repeat(33)), INVALID_NAME);
+});
+
+Deno.test("nameError() accepts names in scripts that write vowels and tones as combining marks", async (t) => {
+  const names = [
+    ["Hindi", "अमित"],
+    ["Hindi", "देवनागरी"],
+    ["Hindi, a nukta and an anusvara", "ज़ींद"],
+    ["Vietnamese, typed decomposed", "Tr\u0061\u0302\u0300n"],
+    ["Bengali", "সৌমিত্র"],
+    ["Tamil", "தமிழ்"],
+    ["Thai", "สมชาย"],
+    ["Arabic with its vowel marks", "مُحَمَّد"],
+    ["Hebrew with its points", "שָׁלוֹם"],
+    ["Burmese", "ကျော်"],
+    ["Burmese, three marks on one letter", "လှိုင်"],
+    ["Tibetan, a three-letter stack", "སྒྲིབ"],
+    ["Yoruba", "Adéṣọlá"],
+    ["polytonic Greek", "ᾨδή"],
+  ];
+  for (const [label, name] of names) {
+    await t.step(`${label}: ${name}`, () => assert.equal(nameError(name), undefined));
+  }
+});
+
+Deno.test("nameError() refuses a stack of marks, a mark on nothing and a mark twice", async (t) => {
+  const names = [
+    ["four accents on a", "a\u0301\u0302\u0303\u0304"],
+    ["three more on a precomposed á", "\u00e1\u0302\u0303\u0304"],
+    ["Zalgo text", "z\u0300\u0301\u0302\u0303\u0304\u0305a\u0306\u0307\u0308\u0309\u030a"],
+    ["four marks on a Devanagari letter", "क\u093c\u0941\u0902\u0901"],
+    ["five on a Tibetan letter", "ས\u0f92\u0fb2\u0fb1\u0f72\u0f7e"],
+    ["a mark first", "\u0301alice"],
+    ["only a mark", "\u0301"],
+    ["a mark on _", "_\u0301"],
+    ["a mark on -", "a-\u0308"],
+    ["the same accent twice", "e\u0301\u0301"],
+    ["an accent on é that is already there", "\u00e9\u0301"],
+    ["an enclosing circle", "a\u20dd"],
+  ];
+  for (const [label, name] of names) {
+    await t.step(label, () => assert.equal(nameError(name), INVALID_NAME));
+  }
+});
+
+Deno.test("nameError() refuses characters UTS #39 restricts in identifiers, as small capitals", async (t) => {
+  const names = [
+    ["small capitals", "ᴀʟɪᴄᴇ"],
+    ["small capitals for bob", "ʙᴏʙ"],
+    ["small capitals for server", "ꜱᴇʀᴠᴇʀ"],
+    ["one small capital", "\u1d00lice"],
+    ["Latin kra, a letter no alphabet uses now", "ĸarl"],
+    ["dotless j, a letter for mathematics", "ȷohn"],
+    ["IPA letters", "ɹɐʇ"],
+    ["Runic, an excluded script", "ᚱᚢᚾ"],
+    ["Gothic, an excluded script", "𐌲𐌿𐍄"],
+    ["Coptic, an excluded script", "ⲁⲗⲓⲥⲉ"],
+    ["Cherokee, a script of limited use", "ᏣᎳᎩ"],
+    ["Linear B", "𐀀𐀁"],
+  ];
+  for (const [label, name] of names) {
+    await t.step(`${label}: ${name}`, () => assert.equal(nameError(name), INVALID_NAME));
+  }
+});
+
+Deno.test("nameError() reserves names that look like user<N> or server", async (t) => {
+  const names = [
+    "user١", // ARABIC-INDIC DIGIT ONE
+    "user۱", // EXTENDED ARABIC-INDIC DIGIT ONE
+    "user١١",
+    "user০", // BENGALI DIGIT ZERO looks like 0
+    "user٥", // ARABIC-INDIC DIGIT FIVE is a small circle, like 0
+    "user๐", // THAI DIGIT ZERO
+    "userl", // l for 1
+    "userI1", // capital I for 1
+    "userO", // O for 0
+    "USERlO",
+    "ѕегѵег", // all Cyrillic: dze, ie, ghe, izhitsa
+  ];
+  for (const name of names) {
+    await t.step(JSON.stringify(name), () => {
+      assert.equal(nameError(name), `ERR name reserved: ${name}`);
+    });
+  }
+  // Look-alikes that mix Latin and Cyrillic are refused before they are compared.
+  assert.match(nameError("us\u0435r1")!, /^ERR invalid name: do not mix/);
+  // Digits that look like no ASCII digit are a name of their own.
+  assert.equal(nameError("user٢"), undefined);
+});
+
+Deno.test("nameKey() gives a name's look-alikes its key, as UTS #39's confusable skeleton", async (t) => {
+  const lookAlikes = [
+    ["alice", "a1ice", "AIice", "aIice", "ALICE"],
+    ["paypal", "paypaI", "PAYPAL"],
+    ["mary", "rnary", "MARY"],
+    ["bob", "b0b", "BOB", "ВОВ"], // the last all Cyrillic capitals
+    ["cop", "сор"], // Cyrillic
+    ["user1", "user١", "userl", "USERI"],
+    ["server", "ѕегѵег", "SERVER"],
+    ["oops", "0ops", "OOPS", "00ps"],
+    ["straße", "STRASSE", "strasse"],
+    ["José", "JOSE\u0301", "jos\u00e9"],
+  ];
+  for (const [name, ...others] of lookAlikes) {
+    await t.step(name, () => {
+      for (const other of others) assert.equal(nameKey(other), nameKey(name), other);
+    });
+  }
+});
+
+Deno.test("nameKey() keeps apart names that do not look alike", () => {
+  const names = [
+    "nick",
+    "vick",
+    "tim",
+    "rim",
+    "ana",
+    "ama",
+    "dob",
+    "bob",
+    "user",
+    "users",
+    "alicia",
+  ];
+  const keys = new Set(names.map(nameKey));
+  assert.equal(keys.size, names.length);
+  // A name in another script keeps its own letters.
+  for (const name of ["张伟", "한국어", "अमित", "Алиса", "Ωμέγα"]) {
+    assert.notEqual(nameKey(name), nameKey("alice"), name);
+  }
 });
 
 Deno.test("parseCommand() reads /command and its argument", async (t) => {
@@ -248,13 +399,13 @@ Deno.test("say.tooLong names the 255-byte limit", () => {
 });
 
 Deno.test("say.help lists each command once, as notices", () => {
-  assert.equal(say.help.length, 4);
-  for (const [i, command] of ["/nick", "/list", "/quit", "/help"].entries()) {
+  assert.equal(say.help.length, 5);
+  for (const [i, command] of ["/nick", "/list", "/quit", "/help", "//text"].entries()) {
     assert.ok(say.help[i].startsWith(`* ${command} `), say.help[i]);
   }
 });
 
-Deno.test("say's lines with the longest names and messages fit a client's incoming limit", () => {
+Deno.test("say's lines with the longest names and messages fit MAX_SERVER_LINE_BYTES", () => {
   const name = "𠀀".repeat(MAX_NAME_CHARS);
   const message = "中".repeat(MAX_MESSAGE_BYTES / 3);
   assert.equal(encoder.encode(message).length, MAX_MESSAGE_BYTES);
@@ -276,7 +427,8 @@ Deno.test("say's lines with the longest names and messages fit a client's incomi
   ];
   for (const line of lines) {
     const size = encoder.encode(line + "\n").length;
-    assert.ok(size <= MAX_INCOMING_LINE_BYTES, `${size} bytes: ${line.slice(0, 40)}...`);
+    assert.ok(size <= MAX_SERVER_LINE_BYTES, `${size} bytes: ${line.slice(0, 40)}...`);
+    assert.ok(size <= MAX_INCOMING_LINE_BYTES);
   }
 });
 
@@ -297,4 +449,27 @@ Deno.test("say's fixed lines are single lines without control characters", () =>
     assert.equal(hasControlCharacters(line), false, JSON.stringify(line));
     assert.match(line, /^(\* |ERR )/, "a notice starts with *, an error with ERR");
   }
+});
+
+Deno.test("parseCommand() reads a line beginning with // as text, and messageText() drops one /", async (t) => {
+  const cases: [string, string][] = [
+    ["//quit", "/quit"],
+    ["//nick hijacked", "/nick hijacked"],
+    ["//", "/"],
+    ["///", "//"],
+    ["/".repeat(255), "/".repeat(254)],
+    ["//你好 /list", "/你好 /list"],
+  ];
+  for (const [line, text] of cases) {
+    await t.step(JSON.stringify(line), () => {
+      assert.equal(parseCommand(line), undefined);
+      assert.equal(messageText(line), text);
+    });
+  }
+  // Other text is left as it is: only a leading "//" is the escape.
+  for (const line of ["hello", "", "a//b", " //x", "/"]) {
+    assert.equal(messageText(line), line, JSON.stringify(line));
+  }
+  // A single "/" still begins a command.
+  assert.deepEqual(parseCommand("/quit"), { name: "/quit", argument: "" });
 });

@@ -13,7 +13,7 @@ import {
   type RoomOptions,
   type RoomSeam,
 } from "../room.ts";
-import { say } from "../protocol.ts";
+import { nameKey, say } from "../protocol.ts";
 
 const decoder = new TextDecoder();
 
@@ -212,8 +212,8 @@ Deno.test("Room console: a line to all, /kick by id, /list, /quit, and errors", 
   const bob = add("bob");
   alice.link.take();
   room.console("hello all\x1b[2J");
-  assert.deepEqual(alice.link.take(), ["<server> hello all[2J"]);
-  assert.deepEqual(bob.link.take(), ["<server> hello all[2J"]);
+  assert.deepEqual(alice.link.take(), ["<server> hello all"]);
+  assert.deepEqual(bob.link.take(), ["<server> hello all"]);
   room.console("/kick x1");
   assert.equal(logs.at(-1), "no client with id x1 (see /list)");
   room.console("/kick 99");
@@ -373,7 +373,7 @@ Deno.test("Room takes events from other processes and honours their name claims"
   seam.arrive({ kind: "line", from: { id: 900, name: "remote" }, text: "from afar" });
   seam.arrive({ kind: "kick", id: 12345 }); // a member of another process: nothing here
   assert.deepEqual(alice.link.take(), ["* remote joined", "<remote> from afar"]);
-  seam.takenElsewhere.add("remote");
+  seam.takenElsewhere.add(nameKey("Remote"));
   room.hear(alice.member, "/nick Remote");
   assert.deepEqual(alice.link.take(), [say.nameTaken("Remote")]);
   assert.deepEqual(seam.published, []);
@@ -388,4 +388,32 @@ Deno.test("LocalSeam: one holder per name; only the holder's release frees it", 
   assert.ok(!seam.claimName("alice", 2), "a release by somebody else changes nothing");
   seam.releaseName("alice", 1);
   assert.ok(seam.claimName("alice", 2));
+});
+
+Deno.test("Room relays a line beginning with // as text without its first /, from a member and the console", () => {
+  let quits = 0;
+  const { room, add } = testRoom({ onQuit: () => quits++ });
+  const alice = add("alice");
+  const bob = add("bob");
+  alice.link.take();
+  for (const line of ["//quit", "//nick hijacked", "//list", "//", "///"]) {
+    room.hear(alice.member, line);
+  }
+  assert.deepEqual(bob.link.take(), [
+    "<alice> /quit",
+    "<alice> /nick hijacked",
+    "<alice> /list",
+    "<alice> /",
+    "<alice> //",
+  ]);
+  // None of them ran as a command: alice is still here, named alice, and was told nothing.
+  assert.equal(alice.member.gone, false);
+  assert.equal(alice.member.name, "alice");
+  assert.deepEqual(alice.link.take(), []);
+  room.console("//quit");
+  room.console(`//kick ${bob.member.id}`);
+  assert.deepEqual(alice.link.take(), ["<server> /quit", `<server> /kick ${bob.member.id}`]);
+  assert.equal(quits, 0);
+  assert.equal(bob.member.gone, false);
+  assert.equal(room.size, 2);
 });

@@ -94,7 +94,11 @@ const cases: Case[] = [
     name: "a line that is empty, or empty once sanitised, goes to nobody",
     alice: ["", "\x07\x1b"],
   },
-  { name: "control characters are stripped", alice: ["a\x1b[31mb"], bobGets: ["<alice> a[31mb"] },
+  {
+    name: "escape sequences are stripped whole, U+2028 too",
+    alice: ["a\x1b[31mb\u2028* c"],
+    bobGets: ["<alice> ab* c"],
+  },
   {
     name: "/nick tells the renamer and the others",
     alice: ["/nick alicia"],

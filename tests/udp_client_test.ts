@@ -70,15 +70,17 @@ Deno.test("piped lines go out one datagram each and the replies are printed", as
   }
 });
 
-Deno.test("a long Chinese line is split at character boundaries into datagrams of 256 bytes", async () => {
+Deno.test("a long Chinese line is split at character boundaries into datagrams of at most 256 bytes", async () => {
   using fake = new TestPeer();
-  const line = "汉".repeat(300); // 900 bytes: 85 characters (255 bytes) fit in each datagram
+  // 900 bytes: a piece of a long line is at most 254 bytes (room for a "/" in
+  // front if it began with one), so 84 characters (252 bytes) go in each datagram.
+  const line = "汉".repeat(300);
   const client = runClient({ server: fake.addr, waitMs: 0 }, pipedInput(line + "\n"));
   const received: Uint8Array[] = [];
   while (received.reduce((sum, d) => sum + d.length - 1, 0) < 900) {
     received.push((await fake.receiveFrom())[0]);
   }
-  assert.deepEqual(received.map((d) => d.length), [256, 256, 256, 136]);
+  assert.deepEqual(received.map((d) => d.length), [253, 253, 253, 145]);
   assert.equal(received.map((d) => decoder.decode(d).replace(/\n$/, "")).join(""), line);
   assert.equal((await client).code, 0);
 });
@@ -221,7 +223,7 @@ Deno.test("datagrams from anybody but the server are ignored", async () => {
   ]);
 });
 
-Deno.test("what the server sends is printed without control characters", async () => {
+Deno.test("what the server sends is printed without control characters or escape sequences", async () => {
   using fake = new TestPeer();
   const typed = typedInput();
   const done = Promise.withResolvers<void>();
@@ -237,7 +239,7 @@ Deno.test("what the server sends is printed without control characters", async (
   await done.promise;
   await typed.end();
   const result = await client;
-  assert.deepEqual(result.printed, ["]0;ownedred[31m", "second line", "A".repeat(600), "end"]);
+  assert.deepEqual(result.printed, ["red", "second line", "A".repeat(600), "end"]);
   assert.deepEqual(result.status, []);
 });
 
@@ -441,6 +443,88 @@ Deno.test({
         stdout: [],
         stderr: [`udp_client.ts: ${message} (see --help)`],
       }, args.join(" "));
+    }
+  },
+});
+
+// ---- lines too long for one datagram
+
+/** What the issue's users typed: lines over 255 bytes whose pieces begin with "/", and clusters across the cut. */
+const LONG_LINES = [
+  "x".repeat(255) + "/nick hijacked", // the second piece begins with /nick
+  "/".repeat(600), // every piece begins with /, the first too
+  "y".repeat(254) + "/quit", // the second piece is exactly /quit
+  "//quit", // typed text beginning with /
+  "z".repeat(255) + "/quit", // today the client would stop here
+  "a".repeat(250) + "🇧🇪👨‍👩‍👧‍👦👋🏽e\u0301", // clusters across the cut
+  "/nick carol", // a line that fits is a command as typed
+];
+
+/** The text the room relays for LONG_LINES, piece by piece (all but the last line). */
+const LONG_LINES_RELAYED = [
+  "x".repeat(254),
+  "x/nick hijacked",
+  "/".repeat(254),
+  "/".repeat(254),
+  "/".repeat(92),
+  "y".repeat(254),
+  "/quit",
+  "/quit",
+  "z".repeat(254),
+  "z/quit",
+  "a".repeat(250),
+  "🇧🇪👨‍👩‍👧‍👦👋🏽e\u0301",
+];
+
+Deno.test("a long line goes out as text in every datagram: / before each piece that begins with /", async () => {
+  using fake = new TestPeer();
+  const client = runClient({ server: fake.addr, waitMs: 0 }, pipedInput(LONG_LINES.join("\n")));
+  const received: string[] = [];
+  for (let i = 0; i < LONG_LINES_RELAYED.length + 1; i++) received.push(await fake.next());
+  assert.deepEqual(received, [
+    "x".repeat(254),
+    "x/nick hijacked",
+    "/".repeat(255),
+    "/".repeat(255),
+    "/".repeat(93),
+    "y".repeat(254),
+    "//quit",
+    "//quit", // typed so: sent as typed
+    "z".repeat(254),
+    "z/quit",
+    "a".repeat(250),
+    "🇧🇪👨‍👩‍👧‍👦👋🏽e\u0301",
+    "/nick carol",
+  ]);
+  for (const text of received) assert.ok(bytes(text).length <= 255, text);
+  assert.equal((await client).code, 0);
+});
+
+Deno.test({
+  name: "udp_client.ts sends every piece of a long line as text: no piece renames or quits",
+  ignore: NEEDS_SPAWN,
+  fn: async () => {
+    const server = startUdpServer({ host: "127.0.0.1", port: 0, log: () => {} });
+    using observer = new TestPeer();
+    try {
+      await observer.send(server.addr, "/nick observer");
+      assert.equal(await observer.next(), say.welcome("observer"));
+      const client = await runClientScript(
+        ["--port", String(server.addr.port), "--wait", "50"],
+        LONG_LINES.join("\n") + "\n",
+      );
+      assert.equal(client.code, 0);
+      // The server answers datagrams in order: once the help has come, every
+      // datagram of the client has been handled.
+      await observer.send(server.addr, "/help");
+      const seen: string[] = [];
+      while (seen.at(-1) !== say.help.at(-1)) seen.push(await observer.next());
+      const notices = seen.filter((text) => text.startsWith("* ") && !say.help.includes(text));
+      assert.deepEqual(notices, [say.joined("user2"), say.renamed("user2", "carol")]);
+      const texts = seen.filter((text) => text.startsWith("<user2> ")).map((text) => text.slice(8));
+      assert.deepEqual(texts, LONG_LINES_RELAYED);
+    } finally {
+      await server.shutdown();
     }
   },
 });

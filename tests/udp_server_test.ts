@@ -172,6 +172,29 @@ Deno.test("a first /nick with a taken name joins under user<id> and is told why"
   });
 });
 
+Deno.test("a first /nick is answered as over TCP: reserved, invalid or taken, even its own user<id>", async () => {
+  await withServer({}, async (server) => {
+    using _alice = await joinAs(server, "alice");
+    // The newcomer will be id 2: "/nick user2" would name it what it is given anyway.
+    for (
+      const [nick, answer] of [
+        ["user2", "ERR name reserved: user2"],
+        ["USER3", "ERR name reserved: USER3"],
+        ["server", "ERR name reserved: server"],
+        ["a b", "ERR invalid name: use 1-32 letters, digits, _ or -"],
+        ["ALICE", say.nameTaken("ALICE")],
+      ]
+    ) {
+      using peer = new TestPeer();
+      await peer.send(server.addr, `/nick ${nick}\n`);
+      assert.match(await peer.next(), /^\* welcome, you are user\d+ /);
+      assert.equal(await peer.next(), answer, `/nick ${nick}`);
+      await peer.send(server.addr, "/quit\n");
+      assert.equal(await peer.next(), say.bye);
+    }
+  });
+});
+
 Deno.test("chat mode never relays an oversize, too long, invalid or two-line datagram", async () => {
   await withServer({}, async (server) => {
     using alice = await joinAs(server, "alice");
@@ -201,7 +224,7 @@ Deno.test("chat mode strips control characters before relaying", async () => {
     using alice = await joinAs(server, "alice");
     using bob = await joinAs(server, "bob");
     await alice.send(server.addr, "\u001b[2Jred\u0007 \u009b1m你好\tok\r\n");
-    assert.equal(await bob.next(), "<alice> [2Jred 1m你好\tok");
+    assert.equal(await bob.next(), "<alice> red 你好\tok");
   });
 });
 

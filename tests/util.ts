@@ -22,6 +22,23 @@ export const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/**
+ * Resolves as `promise` does, or fails after `ms` milliseconds: for waits on
+ * something that broken code would never do, so a regression fails instead
+ * of hanging the run.
+ */
+export async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Encodes text, for writing to sockets in tests. */
 export function bytes(text: string): Uint8Array {
   return encoder.encode(text);
