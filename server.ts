@@ -295,6 +295,17 @@ class Client implements ConnectionHandler, MemberLink {
 
   received(chunk: Uint8Array): void | Promise<void> {
     const framer = this.#framer ??= new LineFramer();
+    let block: Uint8Array | undefined;
+    if (this.#context.mode === "echo" && this.#telnet === undefined) {
+      // Echo's fast path: a block of good lines goes back in one write. Valid
+      // UTF-8 with no "\r" holds no telnet command (no byte 255, no CR NUL),
+      // so only what follows the block is looked at below.
+      const end = framer.wholeLinesEnd(chunk);
+      if (end > 0 && isValidUtf8(chunk.subarray(0, end))) {
+        block = chunk.subarray(0, end);
+        chunk = chunk.subarray(end);
+      }
+    }
     if (this.#telnet !== undefined || hasTelnetBytes(chunk)) {
       // A telnet client: its commands come out, its option requests are refused.
       this.#telnet ??= new TelnetFilter(framer.endsInCarriageReturn);
@@ -302,16 +313,13 @@ class Client implements ConnectionHandler, MemberLink {
       if (reply !== undefined) this.#connection.send(reply);
       chunk = data;
     }
-    if (this.#context.mode === "echo") {
-      // Echo's fast path: a block of good lines goes back in one write.
-      const end = framer.wholeLinesEnd(chunk);
-      if (end > 0 && isValidUtf8(chunk.subarray(0, end))) {
-        this.#context.room.touch(this.#member!);
-        if (end < chunk.length) framer.push(chunk.subarray(end));
-        return this.#connection.writeNow(chunk.subarray(0, end));
-      }
-    }
-    return this.#handle(framer.push(chunk));
+    if (block === undefined) return this.#handle(framer.push(chunk));
+    this.#context.room.touch(this.#member!);
+    const frames = chunk.length > 0 ? framer.push(chunk) : NO_FRAMES;
+    const writing = this.#connection.writeNow(block);
+    // Lines completed after the block (a CR NUL) are queued behind it.
+    if (frames.length > 0) this.#handle(frames);
+    return writing;
   }
 
   endOfInput(): void | Promise<void> {
@@ -345,7 +353,7 @@ class Client implements ConnectionHandler, MemberLink {
    * from the client: bytes that trickle in without a line end do not keep it
    * from its idle timeout (the slowloris pattern).
    */
-  #handle(frames: Frame[]): void | Promise<void> {
+  #handle(frames: readonly Frame[]): void | Promise<void> {
     if (frames.length === 0) return;
     this.#context.room.touch(this.#member!);
     return this.#context.mode === "echo" ? this.#echo(frames) : this.#chat(frames);
@@ -358,7 +366,7 @@ class Client implements ConnectionHandler, MemberLink {
    * paused before its next line: the returned promise settles when all are
    * handled, and its reading waits for that.
    */
-  #chat(frames: Frame[]): void | Promise<void> {
+  #chat(frames: readonly Frame[]): void | Promise<void> {
     const { room, maxRate } = this.#context;
     for (let i = 0; i < frames.length; i++) {
       if (this.#connection.closing) return;
@@ -371,7 +379,7 @@ class Client implements ConnectionHandler, MemberLink {
     }
   }
 
-  async #resumeLater(frames: Frame[]): Promise<void> {
+  async #resumeLater(frames: readonly Frame[]): Promise<void> {
     const { room, maxRate } = this.#context;
     // Wait for a tenth of a second's allowance (or for what is left of this
     // read, if less), not for each single line.
@@ -386,7 +394,7 @@ class Client implements ConnectionHandler, MemberLink {
   // ---- echo: the valid lines of one read, and an error line in place of
   // each bad one, are copied into one buffer: one allocation and one write.
 
-  #echo(frames: Frame[]): void {
+  #echo(frames: readonly Frame[]): void {
     const pieces: Uint8Array[] = [];
     for (const frame of frames) {
       const error = frameError(frame);
@@ -406,6 +414,7 @@ class Client implements ConnectionHandler, MemberLink {
 }
 
 const NEWLINE_BYTES = new Uint8Array([0x0a]);
+const NO_FRAMES: readonly Frame[] = [];
 const TOO_LONG_LINE = encodeLine(say.tooLong);
 const INVALID_UTF8_LINE = encodeLine(say.invalidUtf8);
 

@@ -89,6 +89,10 @@ Deno.test("telnet: echo mode gives back the text without the commands", async ()
   await sendBytes(client, [...bytes("a"), IAC, IP, ...bytes("b 好\r\0c\r\n")]);
   assert.equal(await client.line(), "ab 好");
   assert.equal(await client.line(), "c");
+  // A CR NUL right after a block of whole lines (echo's fast path) ends a line too.
+  await sendBytes(client, bytes("d\ne\r\0"));
+  assert.equal(await client.line(), "d");
+  assert.equal(await client.line(), "e");
   // IAC IAC is the data byte 255: not UTF-8, so the line is refused as before.
   await sendBytes(client, [...bytes("x"), IAC, IAC, ...bytes("\n")]);
   assert.equal(await client.line(), say.invalidUtf8);
