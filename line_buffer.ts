@@ -65,6 +65,8 @@ export class LineFramer {
   #spare: Uint8Array = EMPTY;
   #partialLength = 0;
   #discarding = false;
+  /** While discarding: the last byte discarded was a "\r". */
+  #discardedCarriageReturn = false;
 
   constructor(maxLineBytes: number = MAX_MESSAGE_BYTES) {
     this.#maxLineBytes = maxLineBytes;
@@ -77,6 +79,7 @@ export class LineFramer {
 
   /** Does the unfinished line held end in a "\r" (whose "\n" may be in the next chunk)? */
   get endsInCarriageReturn(): boolean {
+    if (this.#discarding) return this.#discardedCarriageReturn;
     return this.#partialLength > 0 && this.#partial[this.#partialLength - 1] === CARRIAGE_RETURN;
   }
 
@@ -167,7 +170,12 @@ export class LineFramer {
   }
 
   #keepPartial(rest: Uint8Array): void {
-    if (this.#discarding) return;
+    if (this.#discarding) {
+      if (rest.length > 0) {
+        this.#discardedCarriageReturn = rest[rest.length - 1] === CARRIAGE_RETURN;
+      }
+      return;
+    }
     if (this.#partial === EMPTY) {
       this.#partial = new Uint8Array(this.#maxLineBytes + 1);
       this.#spare = new Uint8Array(this.#maxLineBytes + 1);
@@ -176,6 +184,7 @@ export class LineFramer {
     if (total > this.#partial.length) {
       // Over the limit with no "\n" yet: drop it now instead of buffering more.
       this.#discarding = true;
+      this.#discardedCarriageReturn = rest[rest.length - 1] === CARRIAGE_RETURN;
       this.#partialLength = 0;
       return;
     }
@@ -411,13 +420,41 @@ function splitPieces(rest: Uint8Array, limit: number, asText: boolean): Uint8Arr
 function cutPiece(rest: Uint8Array, limit: number, asText: boolean): [Uint8Array, number] {
   const size = asText ? limit - 1 : limit;
   if (size < 1) throw new RangeError(`cannot split into messages of ${limit} bytes`);
-  const cut = graphemeCutPoint(rest, size);
+  let cut = graphemeCutPoint(rest, size);
+  if (cut < rest.length) cut = beforeEscape(rest, cut);
   const piece = rest.subarray(0, cut);
   if (!asText || piece[0] !== SLASH) return [piece, cut];
   const marked = new Uint8Array(cut + 1);
   marked[0] = SLASH;
   marked.set(piece, 1);
   return [marked, cut];
+}
+
+// How far back from a cut an escape sequence is looked for: its introducer
+// and parameters (a colour, a cursor move, a short title) fit in this.
+const ESCAPE_LOOKBACK_BYTES = 64;
+const ESC = 0x1b;
+
+/**
+ * Moves a cut back to before the last escape sequence introducer (ESC, or
+ * the C1 DCS, SOS, CSI, OSC, PM, APC in UTF-8) in the bytes just before it, so
+ * a sequence is never cut in two: each half would reach the receiver as
+ * visible text once its introducer is stripped (ECMA-48, section 5.3). A
+ * control character is a grapheme cluster of its own (UAX #29, GB4 and GB5),
+ * so the new cut is still between clusters. Never moves a cut to 0.
+ */
+function beforeEscape(bytes: Uint8Array, cut: number): number {
+  for (let i = cut - 1; i > 0 && i >= cut - ESCAPE_LOOKBACK_BYTES; i--) {
+    const byte = bytes[i];
+    if (byte === ESC) return i;
+    if (byte === 0xc2 && i + 1 < cut) {
+      const c1 = bytes[i + 1];
+      if (c1 === 0x90 || c1 === 0x98 || c1 === 0x9b || c1 === 0x9d || c1 === 0x9e || c1 === 0x9f) {
+        return i;
+      }
+    }
+  }
+  return cut;
 }
 
 // From this size on the runtime's native check (simdutf: about 20 GB/s on

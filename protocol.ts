@@ -78,9 +78,11 @@ export function defaultName(id: number): string {
  * - at most three nonspacing marks on a letter or digit, counted in NFD, none
  *   twice in a row (UTS #39, Unicode Security Mechanisms, section 5.4), none
  *   on nothing, `_` or `-`;
- * - after NFKC, made only of characters UTS #39's General Security Profile
- *   allows (section 3.1, as names_data.ts derives it from the Unicode
- *   Character Database): no small capitals (`ᴀʟɪᴄᴇ`), no Runic or Cherokee;
+ * - made only of characters UTS #39's General Security Profile allows
+ *   (section 3.1, as names_data.ts derives it from the Unicode Character
+ *   Database), which leaves out what NFKC would change (full-width `ａ`,
+ *   mathematical `𝗮`, `ſ`, the ligature `ﬁ`): no small capitals (`ᴀʟɪᴄᴇ`),
+ *   no Runic or Cherokee;
  * - not a mix of Latin, Greek, Cyrillic, Armenian or Cherokee letters;
  * - not reserved: its key ({@linkcode nameKey}) is not that of `server` nor of
  *   a default name `user<N>`, so `ѕегѵег` (all Cyrillic) and `user١` (with an
@@ -101,7 +103,7 @@ export function nameError(name: string): string | undefined {
   if (
     chars < 1 || chars > MAX_NAME_CHARS || !NAME_PATTERN.test(composed) ||
     INVISIBLE.test(composed) || !marksAreWellPlaced(name.normalize("NFD")) ||
-    !ALLOWED.test(folded)
+    !ALLOWED.test(composed)
   ) {
     return `ERR invalid name: use 1-${MAX_NAME_CHARS} letters, digits, _ or -`;
   }

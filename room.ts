@@ -277,14 +277,16 @@ export class Room {
 
   /**
    * Handles one line from a member, already checked (at most 255 bytes of
-   * UTF-8) and sanitised: a command, or a line for everyone else. A line that
-   * is empty is relayed to nobody.
+   * UTF-8) but not yet sanitised: a command, or a line for everyone else.
+   * Whether it is a command is decided on the line as sent, so a control
+   * character or escape sequence before a "/" makes it text, not a command
+   * once stripped. A line that is empty once sanitised is relayed to nobody.
    */
-  hear(member: Member, text: string): void {
+  hear(member: Member, line: string): void {
     if (member.gone) return;
-    const command = parseCommand(text);
+    const command = parseCommand(line) && parseCommand(sanitize(line));
     if (command === undefined) {
-      const message = messageText(text); // "//text" is the text "/text"
+      const message = sanitize(messageText(line)); // "//text" is the text "/text"
       if (message === "") return;
       const from = { id: member.id, name: member.name };
       this.#seam.publish({ kind: "line", from, text: message });

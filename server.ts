@@ -19,7 +19,6 @@ import {
   isValidUtf8,
   LINE_TOO_LONG,
   LineFramer,
-  sanitize,
 } from "./line_buffer.ts";
 import {
   type ConsoleServer,
@@ -375,7 +374,7 @@ class Client implements ConnectionHandler, MemberLink {
       }
       const error = frameError(frames[i]);
       if (error !== undefined) this.#connection.send(error);
-      else room.hear(this.#member!, sanitize(decodeUtf8(frames[i] as Uint8Array)));
+      else room.hear(this.#member!, decodeUtf8(frames[i] as Uint8Array));
     }
   }
 

@@ -13,8 +13,10 @@
  * - subnegotiations (`IAC SB ... IAC SE`) and the one-byte commands (IP, AO,
  *   AYT, EC, EL, BRK, DM, NOP, GA) are removed;
  * - `IAC IAC` is a data byte 255, kept (a line holding it is not UTF-8), and
- *   so is an IAC before a byte that is no command, or before a verb and a
- *   line end: bytes that are not telnet's reach the line check unchanged;
+ *   so is an IAC before a verb and a line end (no telnet asks about a line
+ *   end); an IAC before a byte that is no command is what a Synch leaves
+ *   (its DM goes as urgent data) and is removed; a subnegotiation longer than
+ *   {@linkcode MAX_SUBNEGOTIATION_BYTES} ends there;
  * - `CR NUL`, the Telnet NVT's bare carriage return that telnet may send for
  *   Enter, ends a line: the NUL becomes a `\n`, so the line ends in `\r\n`.
  *
@@ -28,6 +30,8 @@ const WONT = 252;
 const WILL = 251;
 const SB = 250;
 const SE = 240;
+/** The longest subnegotiation taken as one, in bytes. */
+export const MAX_SUBNEGOTIATION_BYTES = 512;
 const CR = 0x0d;
 const NUL = 0x00;
 const LF = 0x0a;
@@ -59,6 +63,8 @@ export class TelnetFilter {
   #state: number = State.Data;
   /** The option command waiting for its option byte (DO, DONT, WILL or WONT). */
   #verb = 0;
+  /** Bytes of the subnegotiation in progress. */
+  #subnegotiationBytes = 0;
   /** The last data byte so far was a CR. */
   #afterCr: boolean;
 
@@ -96,10 +102,11 @@ export class TelnetFilter {
             this.#state = State.Option;
           } else if (byte === SB) {
             this.#state = State.Subnegotiation;
+            this.#subnegotiationBytes = 0;
           } else if (byte < SE) {
-            // Not a command (they are 240-255): stray bytes, kept as data, so
-            // the line is refused as invalid UTF-8 as it was before.
-            keep(IAC);
+            // No command (they are 240-255): what is left of a Synch, whose DM
+            // byte went as TCP urgent data, which a socket read never returns
+            // (RFC 854, "The Synch Signal"). The IAC goes, the byte is data.
             keep(byte);
           } // else IP, AO, AYT, EC, EL, BRK, DM, NOP, GA, SE: removed
           continue;
@@ -118,6 +125,9 @@ export class TelnetFilter {
           continue;
         case State.Subnegotiation:
           if (byte === IAC) this.#state = State.SubnegotiationCommand;
+          // Real ones are a few bytes (window size, terminal type); past the
+          // bound this is no telnet, and its bytes go back to the line check.
+          else if (++this.#subnegotiationBytes > MAX_SUBNEGOTIATION_BYTES) this.#state = State.Data;
           continue;
         case State.SubnegotiationCommand:
           this.#state = byte === SE ? State.Data : State.Subnegotiation;

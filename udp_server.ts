@@ -179,11 +179,11 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
     const checked = checkDatagram(bytes);
     if ("error" in checked) return refuse(from, address, bytes, checked.error);
     if (checked.text.includes(0x0a)) return refuse(from, address, bytes, ONE_LINE_PER_DATAGRAM);
-    const text = sanitize(decodeUtf8(checked.text));
+    const line = decodeUtf8(checked.text);
     if (peer === undefined) {
       // A newcomer joins on its first good datagram; when that is a valid
       // `/nick NAME`, it joins under that name, so others see one notice.
-      const command = parseCommand(text);
+      const command = parseCommand(line) && parseCommand(sanitize(line));
       const wanted = command?.name === "/nick" ? command.argument : undefined;
       peer = new Peer(from, address, outbox, log, peers);
       const member = room.join(peer, wanted);
@@ -193,9 +193,11 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
       log(`joined ${address} id=${member.id} ${member.name}`);
       // A first "/nick NAME" that was granted has named the newcomer already;
       // any other is answered below as over TCP (taken, reserved, invalid).
-      if (member.name === wanted && nameError(wanted) === undefined) return;
+      const granted = wanted !== undefined && nameError(wanted) === undefined &&
+        member.name === wanted.normalize("NFC");
+      if (granted) return;
     }
-    room.hear(peer.member!, text);
+    room.hear(peer.member!, line);
   }
 
   function refuse(from: Deno.NetAddr, address: string, bytes: Uint8Array, error: string): void {

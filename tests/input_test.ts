@@ -93,6 +93,11 @@ Deno.test("telnet: echo mode gives back the text without the commands", async ()
   await sendBytes(client, bytes("d\ne\r\0"));
   assert.equal(await client.line(), "d");
   assert.equal(await client.line(), "e");
+  // A CR NUL split between reads after an over-long line, before any telnet byte.
+  await client.send("z".repeat(300) + "\r");
+  await sendBytes(client, bytes("\0xyz\r\0"));
+  assert.equal(await client.line(), say.tooLong);
+  assert.equal(await client.line(), "xyz");
   // IAC IAC is the data byte 255: not UTF-8, so the line is refused as before.
   await sendBytes(client, [...bytes("x"), IAC, IAC, ...bytes("\n")]);
   assert.equal(await client.line(), say.invalidUtf8);

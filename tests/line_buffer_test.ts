@@ -1448,3 +1448,26 @@ Deno.test("readInputMessages() with piecesAsText marks every piece of a long lin
     assert.deepEqual(messages, expected, `chunks of ${chunks.map((chunk) => chunk.length)}`);
   }
 });
+
+Deno.test("LineFramer.endsInCarriageReturn sees a held \\r, also in an over-long line being dropped", () => {
+  const framer = new LineFramer();
+  framer.push(new TextEncoder().encode("abc\r"));
+  assert.ok(framer.endsInCarriageReturn);
+  framer.push(new TextEncoder().encode("\n" + "z".repeat(300) + "\r"));
+  assert.ok(framer.endsInCarriageReturn, "dropping an over-long line");
+  framer.push(new TextEncoder().encode("zz"));
+  assert.ok(!framer.endsInCarriageReturn);
+});
+
+Deno.test("splitMessage() never cuts an escape sequence in two, whatever is around the limit", () => {
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  for (const sequence of ["\x1b]0;title\x07", "\x1b[38;5;196m", "\u009b31m", "\u009d0;x\u009c"]) {
+    for (let before = 230; before <= 256; before++) {
+      const line = encoder.encode("x".repeat(before) + sequence + "hi" + "y".repeat(300));
+      const pieces = splitMessage(line, MAX_MESSAGE_BYTES, { piecesAsText: true });
+      const shown = pieces.map((piece) => sanitize(decoder.decode(piece)));
+      assert.equal(shown.join(""), "x".repeat(before) + "hi" + "y".repeat(300), `${before}`);
+    }
+  }
+});

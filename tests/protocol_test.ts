@@ -38,8 +38,6 @@ Deno.test("nameError() accepts names of 1-32 letters, digits, _ and -", async (t
     "Алиса",
     "日本語",
     "한국어",
-    "ＡＬＩＣＥ", // full-width letters are letters
-    "ａ",
     "١٢٣", // Arabic-Indic digits are digits
     "张伟_alice", // Han and Latin do not look alike: they may mix
     "Ωμέγα", // one look-alike script alone is fine
@@ -90,14 +88,31 @@ Deno.test("nameError() rejects names that are empty, too long or hold other char
   }
 });
 
+Deno.test("nameError() refuses what NFKC would change, as UTS #39's profile restricts it", async (t) => {
+  const names = [
+    "ＡＬＩＣＥ",
+    "ａ",
+    "ℌello",
+    "𝗮lice",
+    "ſam",
+    "ﬁne",
+    "ｂob",
+    "ｓｅｒｖｅｒ",
+    "ｕｓｅｒ１",
+  ];
+  for (const name of names) {
+    await t.step(JSON.stringify(name), () => {
+      assert.equal(nameError(name), "ERR invalid name: use 1-32 letters, digits, _ or -");
+    });
+  }
+});
+
 Deno.test("nameError() refuses names that mix look-alike scripts, as a Cyrillic а in alice", async (t) => {
   const names = [
     ["alice with a Cyrillic а", "\u0430lice"],
     ["server with a Greek ο", "serverο"],
     ["Latin and Cyrillic", "paypal\u0430"],
     ["Latin and Armenian", "\u0585k"],
-    ["Cyrillic and mathematical letters, which NFKC makes Latin", "\u0430𝗅𝗂𝖼𝖾"],
-    ["Cyrillic and full-width Latin", "\u0430ｌｉｃｅ"],
   ];
   for (const [label, name] of names) {
     await t.step(label, () => {
@@ -110,7 +125,7 @@ Deno.test("nameError() refuses names that mix look-alike scripts, as a Cyrillic 
 });
 
 Deno.test("nameError() reserves the server's name in every spelling that has its key", async (t) => {
-  for (const name of ["server", "SERVER", "Server", "ｓｅｒｖｅｒ", "ＳＥＲＶＥＲ", "ſerver"]) {
+  for (const name of ["server", "SERVER", "Server", "SeRvEr", "ѕегѵег"]) {
     await t.step(JSON.stringify(name), () => {
       assert.equal(nameError(name), `ERR name reserved: ${name}`);
     });
@@ -133,8 +148,6 @@ Deno.test("nameError() reserves default names so /nick cannot take a newcomer's 
       defaultName(12345),
       "USER7",
       "User0",
-      "ｕｓｅｒ１",
-      "ＵＳＥＲ９９",
     ]
   ) {
     await t.step(JSON.stringify(name), () => {

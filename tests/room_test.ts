@@ -110,7 +110,8 @@ Deno.test("Room /nick renames, tells everyone, and refuses taken, reserved and i
     const [name, answer] of [
       ["", say.nickUsage],
       ["BOB", say.nameTaken("BOB")],
-      ["ｂｏｂ", say.nameTaken("ｂｏｂ")],
+      ["b0b", say.nameTaken("b0b")],
+      ["ｂｏｂ", "ERR invalid name: use 1-32 letters, digits, _ or -"],
       ["server", "ERR name reserved: server"],
       ["user7", "ERR name reserved: user7"],
       ["a b", "ERR invalid name: use 1-32 letters, digits, _ or -"],
@@ -416,4 +417,26 @@ Deno.test("Room relays a line beginning with // as text without its first /, fro
   assert.equal(quits, 0);
   assert.equal(bob.member.gone, false);
   assert.equal(room.size, 2);
+});
+
+Deno.test("Room: a control character or escape sequence before a / makes the line text", () => {
+  const { room, add } = testRoom();
+  const alice = add("alice");
+  const bob = add("bob");
+  alice.link.take();
+  for (
+    const line of ["\x01/nick EVIL", "\x1b[0m/quit", "\u2028/quit", "\r/list", "\u009b1m/help"]
+  ) {
+    room.hear(alice.member, line);
+  }
+  assert.deepEqual(bob.link.take(), [
+    "<alice> /nick EVIL",
+    "<alice> /quit",
+    "<alice> /quit",
+    "<alice> /list",
+    "<alice> /help",
+  ]);
+  assert.equal(alice.member.name, "alice");
+  assert.deepEqual(alice.link.take(), []);
+  assert.equal(alice.member.gone, false);
 });

@@ -3,7 +3,7 @@
  * chunk boundaries, option requests refused, CR NUL made a line end.
  */
 import assert from "node:assert/strict";
-import { hasTelnetBytes, TelnetFilter } from "../telnet.ts";
+import { hasTelnetBytes, MAX_SUBNEGOTIATION_BYTES, TelnetFilter } from "../telnet.ts";
 
 const IAC = 255, DONT = 254, DO = 253, WONT = 252, WILL = 251, SB = 250, SE = 240;
 const IP = 244, TIMING_MARK = 6, ECHO = 1, NAWS = 31, AYT = 246;
@@ -63,9 +63,15 @@ const cases: { name: string; input: number[]; data: number[]; reply: number[] }[
     reply: [],
   },
   {
-    name: "an IAC before no command, or before a verb and a line end, is kept as data",
-    input: [...text("a"), IAC, 0x61, IAC, DONT, 0x0a, IAC, WILL, 0x0d],
-    data: [...text("a"), IAC, 0x61, IAC, DONT, 0x0a, IAC, WILL, 0x0d],
+    name: "an IAC before a verb and a line end is kept as data",
+    input: [...text("a"), IAC, DONT, 0x0a, IAC, WILL, 0x0d],
+    data: [...text("a"), IAC, DONT, 0x0a, IAC, WILL, 0x0d],
+    reply: [],
+  },
+  {
+    name: "an IAC before no command (a Synch whose DM went as urgent data) is removed",
+    input: [...text("ab"), IAC, IP, IAC, ...text("cd\r\n")],
+    data: text("abcd\r\n"),
     reply: [],
   },
   {
@@ -93,4 +99,9 @@ Deno.test("hasTelnetBytes() finds IAC or NUL, and nothing in UTF-8 text", () => 
   assert.ok(hasTelnetBytes(new Uint8Array([...text("a"), IAC])));
   assert.ok(hasTelnetBytes(new Uint8Array(text("a\r\0"))));
   assert.ok(!hasTelnetBytes(new Uint8Array(text("你好 🇧🇪 \r\n"))));
+});
+
+Deno.test("TelnetFilter: a subnegotiation that never ends gives its bytes back after the bound", () => {
+  const input = [IAC, SB, ...new Array(MAX_SUBNEGOTIATION_BYTES).fill(0x61), ...text("bc\r\n")];
+  assert.deepEqual(run(input).data, text("c\r\n"));
 });

@@ -106,6 +106,11 @@ const cases: Case[] = [
     bobGets: ["* alice is now alicia"],
     aliceIsNow: "alicia",
   },
+  {
+    name: "a line with a control character before its / is text, not a command",
+    alice: ["\x01/nick evil", "\x1b[0m/quit"],
+    bobGets: ["<alice> /nick evil", "<alice> /quit"],
+  },
   { name: "a taken name is refused", alice: ["/nick BOB"], aliceGets: [say.nameTaken("BOB")] },
   {
     name: "a reserved name is refused",

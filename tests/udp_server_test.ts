@@ -172,6 +172,16 @@ Deno.test("a first /nick with a taken name joins under user<id> and is told why"
   });
 });
 
+Deno.test("a first /nick with a decomposed name joins under it, composed, with no rename", async () => {
+  await withServer({}, async (server) => {
+    using peer = new TestPeer();
+    await peer.send(server.addr, "/nick Jose\u0301\n");
+    assert.equal(await peer.next(), say.welcome("Jos\u00e9"));
+    await peer.send(server.addr, "/quit\n");
+    assert.equal(await peer.next(), say.bye, "nothing came between the welcome and the bye");
+  });
+});
+
 Deno.test("a first /nick is answered as over TCP: reserved, invalid or taken, even its own user<id>", async () => {
   await withServer({}, async (server) => {
     using _alice = await joinAs(server, "alice");
