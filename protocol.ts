@@ -244,10 +244,18 @@ export const say = {
   joined: (name: string) => `* ${name} joined`,
   left: (name: string, cause: string) => `* ${name} left (${cause})`,
   renamed: (from: string, to: string) => `* ${from} is now ${to}`,
+  alreadyNamed: (name: string) => `* you are already ${name}`,
+  action: (name: string, text: string) => `* ${name} ${text}`,
+  private: (name: string, text: string) => `<${name}> (private) ${text}`,
+  msgUsage: "ERR usage: /msg NAME text",
+  meUsage: "ERR usage: /me text",
+  noSuchName: (name: string) => `ERR no such name: ${name}`,
   count: (n: number, noun: string) => `* ${n} ${noun}${n === 1 ? "" : "s"}`,
   help: [
     "* /nick NAME   take a name (1-32 letters, digits, _ or -)",
     "* /list        who is here: id, name, address, age and idle seconds",
+    "* /msg NAME text  a line only NAME sees, marked (private)",
+    "* /me text     an action: the room sees * yourname text",
     "* /quit        leave",
     "* /help        this help",
     "* //text       send a line that begins with / (the first / is dropped)",
@@ -261,7 +269,8 @@ export const say = {
   unknownCommand: (command: string) => `ERR unknown command ${command} (try /help)`,
   tooLong: `ERR line too long (max ${MAX_MESSAGE_BYTES} bytes)`,
   invalidUtf8: "ERR invalid UTF-8",
-  serverFull: (max: number, noun: string) => `ERR server full (max ${max} ${noun}s)`,
+  serverFull: (max: number, noun: string) =>
+    `ERR server full (max ${max} ${noun}${max === 1 ? "" : "s"})`,
 };
 
 /**

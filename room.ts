@@ -89,7 +89,8 @@ export interface MemberRef {
  * in every process it spans, must see.
  */
 export type RoomEvent =
-  | { kind: "line"; from: MemberRef; text: string }
+  | { kind: "line"; from: MemberRef; text: string; action?: boolean }
+  | { kind: "private"; from: MemberRef; to: number; text: string }
   | { kind: "join"; member: MemberRef }
   | { kind: "leave"; member: MemberRef; cause: string }
   | { kind: "rename"; member: MemberRef; from: string }
@@ -297,6 +298,13 @@ export class Room {
         return this.#rename(member, command.argument);
       case "/list":
         return this.#list((line) => member.link.deliver(encodeLine(line)));
+      case "/msg":
+        return this.#private(member, command.argument);
+      case "/me": {
+        if (command.argument === "") return member.link.deliver(encodeLine(say.meUsage));
+        const from = { id: member.id, name: member.name };
+        return this.#seam.publish({ kind: "line", from, text: command.argument, action: true });
+      }
       case "/quit":
         return this.leave(member, "quit");
       case "/help":
@@ -383,9 +391,18 @@ export class Room {
   #apply(event: RoomEvent): void {
     switch (event.kind) {
       case "line": {
-        const relay = say.relay(event.from.name, event.text);
+        const relay = event.action
+          ? say.action(event.from.name, event.text)
+          : say.relay(event.from.name, event.text);
         this.#log(relay);
         return this.#deliverAll(encodeLine(relay), event.from.id);
+      }
+      case "private": {
+        // Only the addressee's process holds it; elsewhere this is nothing.
+        this.#members.get(event.to)?.link.deliver(
+          encodeLine(say.private(event.from.name, event.text)),
+        );
+        return;
       }
       case "join":
         return this.#announce(say.joined(event.member.name), event.member.id);
@@ -441,11 +458,35 @@ export class Room {
     return this.#seam.claimName(nameKey(name), member.id);
   }
 
+  /** `/msg NAME text`: the line goes to NAME alone; the sender hears only of failure. */
+  #private(member: Member, argument: string): void {
+    const tell = (line: string) => member.link.deliver(encodeLine(line));
+    const space = argument.search(/\s/);
+    const name = space === -1 ? argument : argument.slice(0, space);
+    const text = space === -1 ? "" : argument.slice(space + 1).trim();
+    if (name === "" || text === "") return tell(say.msgUsage);
+    const to = this.#find(name);
+    if (to === undefined) return tell(say.noSuchName(name));
+    const from = { id: member.id, name: member.name };
+    this.#seam.publish({ kind: "private", from, to: to.id, text });
+  }
+
+  /** The member called `name` (or any name with its key), default names included. */
+  #find(name: string): Member | undefined {
+    const chosen = this.#byName.get(nameKey(name));
+    if (chosen !== undefined) return chosen;
+    const id = /^user(\d+)$/i.exec(name)?.[1];
+    const member = id === undefined ? undefined : this.#members.get(Number(id));
+    return member?.name === defaultName(member?.id ?? 0) ? member : undefined;
+  }
+
   #rename(member: Member, typed: string): void {
     const tell = (line: string) => member.link.deliver(encodeLine(line));
     if (typed === "") return tell(say.nickUsage);
     const error = nameError(typed);
     if (error !== undefined) return tell(error);
+    // The name one has already is answered, not announced.
+    if (typed.normalize("NFC") === member.name) return tell(say.alreadyNamed(member.name));
     if (!this.#claim(member, typed)) return tell(say.nameTaken(typed));
     // Canonically equivalent spellings are one name: it is kept composed (UAX #15).
     const name = typed.normalize("NFC");

@@ -412,8 +412,10 @@ Deno.test("say.tooLong names the 255-byte limit", () => {
 });
 
 Deno.test("say.help lists each command once, as notices", () => {
-  assert.equal(say.help.length, 5);
-  for (const [i, command] of ["/nick", "/list", "/quit", "/help", "//text"].entries()) {
+  assert.equal(say.help.length, 7);
+  for (
+    const [i, command] of ["/nick", "/list", "/msg", "/me", "/quit", "/help", "//text"].entries()
+  ) {
     assert.ok(say.help[i].startsWith(`* ${command} `), say.help[i]);
   }
 });

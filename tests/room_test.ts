@@ -440,3 +440,52 @@ Deno.test("Room: a control character or escape sequence before a / makes the lin
   assert.deepEqual(alice.link.take(), []);
   assert.equal(alice.member.gone, false);
 });
+
+Deno.test("Room /msg reaches NAME alone, marked private; the sender hears of a missing NAME", () => {
+  const { room, add } = testRoom();
+  const alice = add("alice");
+  const bob = add("bob");
+  const carol = add();
+  for (const m of [alice, bob]) m.link.take();
+  room.hear(alice.member, "/msg BOB  hello 你好 🇧🇪");
+  room.hear(alice.member, `/msg ${carol.member.name} hi user`);
+  assert.deepEqual(bob.link.take(), ["<alice> (private) hello 你好 🇧🇪"]);
+  assert.deepEqual(carol.link.take(), ["<alice> (private) hi user"]);
+  assert.deepEqual(alice.link.take(), []);
+  for (
+    const [line, answer] of [
+      ["/msg dave hi", say.noSuchName("dave")],
+      ["/msg user99 hi", say.noSuchName("user99")],
+      ["/msg bob", say.msgUsage],
+      ["/msg", say.msgUsage],
+      ["/me", say.meUsage],
+    ]
+  ) {
+    room.hear(alice.member, line);
+    assert.deepEqual(alice.link.take(), [answer], line);
+  }
+  assert.deepEqual(bob.link.take(), []);
+  assert.deepEqual(carol.link.take(), []);
+});
+
+Deno.test("Room /me shows an action to the others as * name text", () => {
+  const { room, add } = testRoom();
+  const alice = add("alice");
+  const bob = add("bob");
+  alice.link.take();
+  room.hear(alice.member, "/me waves \x1b[31m👋🏽");
+  assert.deepEqual(bob.link.take(), ["* alice waves 👋🏽"]);
+  assert.deepEqual(alice.link.take(), []);
+});
+
+Deno.test("Room answers a rename to the name one has, without announcing it", () => {
+  const { room, add } = testRoom();
+  const alice = add("alice");
+  const bob = add("bob");
+  alice.link.take();
+  room.hear(alice.member, "/nick alice");
+  assert.deepEqual(alice.link.take(), [say.alreadyNamed("alice")]);
+  assert.deepEqual(bob.link.take(), []);
+  room.hear(alice.member, "/nick Alice");
+  assert.deepEqual(bob.link.take(), ["* alice is now Alice"], "a new spelling is a rename");
+});

@@ -137,10 +137,12 @@ Deno.test("/help lists the commands and an unknown command is an error", async (
   using alice = await join(server);
   await alice.send("/help\n/frobnicate now\n");
   const help = [];
-  for (let i = 0; i < 5; i++) help.push(await alice.line());
+  for (let i = 0; i < 7; i++) help.push(await alice.line());
   assert.deepEqual(help.map((line) => line!.split(/\s+/)[1]), [
     "/nick",
     "/list",
+    "/msg",
+    "/me",
     "/quit",
     "/help",
     "//text",
@@ -274,7 +276,7 @@ Deno.test("the client after --max-clients gets ERR server full and a clean close
   await using server = new TestServer({ maxClients: 1 });
   using alice = await join(server);
   using bob = await server.connect();
-  assert.equal(await bob.line(), "ERR server full (max 1 clients)");
+  assert.equal(await bob.line(), "ERR server full (max 1 client)");
   assert.equal(await bob.line(), null);
   await server.waitLog((line) => /^refused 127\.0\.0\.1:\d+: server full/.test(line));
   await alice.send("/list\n");

@@ -111,6 +111,22 @@ const cases: Case[] = [
     alice: ["\x01/nick evil", "\x1b[0m/quit"],
     bobGets: ["<alice> /nick evil", "<alice> /quit"],
   },
+  {
+    name: "/msg reaches one member, marked private",
+    alice: ["/msg bob psst"],
+    bobGets: ["<alice> (private) psst"],
+  },
+  {
+    name: "/msg to nobody is an error",
+    alice: ["/msg carol hi"],
+    aliceGets: [say.noSuchName("carol")],
+  },
+  { name: "/me is an action", alice: ["/me waves"], bobGets: ["* alice waves"] },
+  {
+    name: "a rename to one's own name is answered, not announced",
+    alice: ["/nick alice"],
+    aliceGets: [say.alreadyNamed("alice")],
+  },
   { name: "a taken name is refused", alice: ["/nick BOB"], aliceGets: [say.nameTaken("BOB")] },
   {
     name: "a reserved name is refused",
