@@ -63,6 +63,24 @@ export function parseHost(value: string): string {
   return value;
 }
 
+/** The longest timeout a flag takes: a day, in seconds. */
+export const MAX_TIMEOUT_S = 86_400;
+
+/**
+ * Parses seconds, fractions allowed (0.2 for a quick test), at most a day;
+ * 0 only when `zeroMeans` says what it means (it is then part of the error).
+ */
+export function parseSeconds(flag: string, value: string, zeroMeans?: string): number {
+  const seconds = /^\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
+  const least = zeroMeans === undefined ? "above 0" : `from 0 (${zeroMeans})`;
+  if (!(seconds <= MAX_TIMEOUT_S && (seconds > 0 || (seconds === 0 && zeroMeans !== undefined)))) {
+    throw new UsageError(
+      `Cannot parse ${flag} "${value}": must be seconds ${least}, at most ${MAX_TIMEOUT_S}`,
+    );
+  }
+  return seconds;
+}
+
 /** Parses a port: 1-65535, or 0 for "any free port" (what the tests use). */
 export function parsePort(value: string): number {
   return parseInteger("--port", value, 0, 65535);
@@ -305,7 +323,9 @@ export async function runServer(
   const log = consoleLog();
   const server = await withNetErrors(
     script,
-    `cannot listen on ${listen.host}:${listen.port}`,
+    `cannot listen on ${
+      formatAddress({ transport: transport, hostname: listen.host, port: listen.port })
+    }`,
     () => start(log.line),
   );
   return await serve(script, server, `${transport}, ${listen.mode}`, log);

@@ -29,6 +29,7 @@ import {
   parseFlags,
   parseInteger,
   parseListenFlags,
+  parseSeconds,
   runMain,
   runServer,
   SERVER_FLAGS,
@@ -54,7 +55,8 @@ Options:
   --port PORT          port to listen on, 0 for any free port (default ${DEFAULT_PORT})
   --mode chat|echo     chat room or echo service (default chat)
   --max-clients N      clients at once; the next one gets "ERR server full" (default 1000)
-  --idle-timeout S     close a client that sends no line for S seconds, 0 = never (default 0)
+  --idle-timeout S     close a client that sends no line for S seconds (fractions
+                       allowed), 0 = never (default 0)
   --max-queue BYTES    output queued for one client before it is dropped as too slow
                        (default 1048576, at least 65536)
   --max-rate N         chat mode: lines a second one client may send, in bursts of up
@@ -459,7 +461,9 @@ export async function main(args: string[]): Promise<number> {
   const options: ServerOptions = {
     ...listen,
     maxClients: parseInteger("--max-clients", flags["max-clients"], 1, 1_000_000),
-    idleTimeoutMs: parseInteger("--idle-timeout", flags["idle-timeout"], 0, 86_400) * 1000,
+    idleTimeoutMs: Math.round(
+      parseSeconds("--idle-timeout", flags["idle-timeout"], "never") * 1000,
+    ),
     maxQueueBytes: parseInteger("--max-queue", flags["max-queue"], MIN_MAX_QUEUE_BYTES, 1 << 30),
     maxRate: parseInteger("--max-rate", flags["max-rate"], 0, 1_000_000),
     trace: flags.trace,

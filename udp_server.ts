@@ -32,10 +32,10 @@ import {
   parseFlags,
   parseInteger,
   parseListenFlags,
+  parseSeconds,
   runMain,
   runServer,
   SERVER_FLAGS,
-  UsageError,
 } from "./cli.ts";
 import { nameError, parseCommand, say } from "./protocol.ts";
 import { type Member, type MemberLink, Room } from "./room.ts";
@@ -65,8 +65,6 @@ export const DEFAULT_MAX_PEERS = 1000;
  * 256-byte buffer could not tell a 256-byte datagram from a 60 KB one.
  */
 export const RECEIVE_BUFFER_SIZE = 65_535;
-// Longest timeout a flag accepts: a day.
-const MAX_PEER_TIMEOUT_S = 86_400;
 
 export interface UdpServerOptions {
   host?: string;
@@ -331,17 +329,6 @@ class Peer implements MemberLink {
     this.#log(`left ${this.#address} id=${this.member!.id} ${this.member!.name} (${cause})`);
     if (notice !== undefined) this.#outbox.send(this.#to, notice);
   }
-}
-
-/** Seconds, fractions allowed (0.2 for a quick test), from just above 0 to a day. */
-export function parseSeconds(flag: string, value: string): number {
-  const seconds = /^\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
-  if (!(seconds > 0 && seconds <= MAX_PEER_TIMEOUT_S)) {
-    throw new UsageError(
-      `Cannot parse ${flag} "${value}": must be seconds above 0, at most ${MAX_PEER_TIMEOUT_S}`,
-    );
-  }
-  return seconds;
 }
 
 export async function main(args: string[]): Promise<number> {

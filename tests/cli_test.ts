@@ -13,6 +13,7 @@ import {
   parseHost,
   parseInteger,
   parsePort,
+  parseSeconds,
   runMain,
   UsageError,
 } from "../cli.ts";
@@ -494,4 +495,20 @@ Deno.test("consoleLog() holds at most its bound for a slow console and counts wh
   assert.ok(kept * 1001 <= MAX_LOG_BUFFER_BYTES, `${kept} lines were buffered`);
   const dropped = Number(/^\((\d+) log lines dropped/.exec(written[written.length - 1])?.[1]);
   assert.equal(kept + dropped, lines);
+});
+
+Deno.test("parseSeconds() takes fractions, 0 only where it means something, at most a day", () => {
+  assert.equal(parseSeconds("--peer-timeout", "0.25"), 0.25);
+  assert.equal(parseSeconds("--idle-timeout", "0", "never"), 0);
+  assert.equal(parseSeconds("--idle-timeout", "86400", "never"), 86_400);
+  assertUsageError(
+    () => parseSeconds("--peer-timeout", "0"),
+    /--peer-timeout "0": must be seconds above 0/,
+  );
+  for (const bad of ["-1", "abc", "1e3", "86401", "", ".5", "1."]) {
+    assertUsageError(
+      () => parseSeconds("--idle-timeout", bad, "never"),
+      /^Cannot parse --idle-timeout ".*": must be seconds from 0 \(never\), at most 86400$/,
+    );
+  }
 });

@@ -160,6 +160,16 @@ test("server.ts reports a port in use in one line and exits 1", async () => {
   ]);
 });
 
+test("server.ts brackets an IPv6 address in its one-line error", async () => {
+  const listener = Deno.listen({ hostname: "::1", port: 0 });
+  const result = await run("server.ts", ["--host", "::1", "--port", String(listener.addr.port)]);
+  listener.close();
+  assert.equal(result.code, 1);
+  assert.deepEqual(result.stderr, [
+    `server.ts: cannot listen on [::1]:${listener.addr.port}: address already in use`,
+  ]);
+});
+
 for (const script of ["server.ts", "client.ts"]) {
   test(`${script} without --allow-net says which flag to add and exits 1`, async () => {
     const result = await run(script, ["--port", String(closedPort())], {
