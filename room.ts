@@ -244,7 +244,9 @@ export class Room {
    */
   join(link: MemberLink, name?: string): Member | undefined {
     if (this.#members.size >= this.#maxMembers) {
-      this.#log(`refused ${link.address}: server full (max ${this.#maxMembers} ${this.#noun}s)`);
+      this.#log(
+        `refused ${link.address}: ${say.serverFull(this.#maxMembers, this.#noun).slice(4)}`,
+      );
       link.deliver(encodeLine(say.serverFull(this.#maxMembers, this.#noun)));
       return undefined;
     }

@@ -274,7 +274,9 @@ export async function runUdpClient(
           await printDatagram(answer);
         } else if (answered === 0) {
           // Not one answer yet: most likely nothing is listening, so do not try every line.
-          io.status(`no reply from ${serverAddress} after ${tries} tries`);
+          io.status(
+            `no reply from ${serverAddress} after ${tries} ${tries === 1 ? "try" : "tries"}`,
+          );
           return EXIT_RUNTIME_ERROR;
         }
         if (isQuit(message)) break;
