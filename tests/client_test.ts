@@ -11,6 +11,8 @@ import {
   finish,
   join,
   LineReader,
+  LONG_LINES,
+  LONG_LINES_RELAYED,
   NEEDS_SPAWN,
   runScript,
   startScriptServer,
@@ -327,31 +329,9 @@ Deno.test({
     const client = runScript("client.ts", ["--port", String(server.port)]);
     try {
       await observer.until("* user2 joined");
-      const typed = [
-        "x".repeat(255) + "/nick hijacked", // the second piece begins with /nick
-        "/".repeat(600), // every piece begins with /, the first too
-        "y".repeat(254) + "/quit", // the second piece is exactly /quit
-        "//quit", // typed text beginning with /
-        "z".repeat(255) + "/quit", // the issue's: today the client would be cut off here
-        "a".repeat(250) + "🇧🇪👨‍👩‍👧‍👦👋🏽e\u0301", // clusters across the cut
-        "/nick carol", // a line that fits is a command as typed
-      ];
-      await client.stdin.write(bytes(typed.join("\n") + "\n"));
+      await client.stdin.write(bytes(LONG_LINES.join("\n") + "\n"));
       await client.stdin.close();
-      const relayed = [
-        "x".repeat(254),
-        "x/nick hijacked",
-        "/".repeat(254),
-        "/".repeat(254),
-        "/".repeat(92),
-        "y".repeat(254),
-        "/quit",
-        "/quit",
-        "z".repeat(254),
-        "z/quit",
-        "a".repeat(250),
-        "🇧🇪👨‍👩‍👧‍👦👋🏽e\u0301",
-      ];
+      const relayed = LONG_LINES_RELAYED;
       const seen: string[] = [];
       for (let line = await observer.line(); line !== null; line = await observer.line()) {
         seen.push(line);

@@ -789,7 +789,7 @@ const SANITIZE_CASES: { name: string; input: string; output: string }[] = [
 
 /** Every ECMA-48 form, 7-bit and 8-bit, with text around it that must stay. */
 const ESCAPE_SEQUENCE_CASES: { name: string; input: string; output: string }[] = [
-  // The issue's: a raw client's arrow keys and colour codes.
+  // A raw client's arrow keys and colour codes.
   { name: "arrow keys typed into a raw client", input: "\x1b[A\x1b[Dagain", output: "again" },
   { name: "SGR colour codes", input: "<bob> \x1b[31mred\x1b[0m", output: "<bob> red" },
   // §5.4 control sequences: CSI, parameter bytes, intermediate bytes, final byte.

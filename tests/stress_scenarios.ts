@@ -1,5 +1,5 @@
 /**
- * The stress scenarios of issue 4, written once and run at two scales: by
+ * The stress scenarios, written once and run at two scales: by
  * `tests/stress_test.ts` in CI (small enough for 2 cores in under a minute)
  * and by `tests/soak.ts` (`deno task soak`, ten times larger).
  *

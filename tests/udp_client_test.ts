@@ -2,7 +2,15 @@ import assert from "node:assert/strict";
 import { canonicalIp, runUdpClient, type UdpClientOptions } from "../udp_client.ts";
 import { startUdpServer, type UdpServer } from "../udp_server.ts";
 import { say } from "../protocol.ts";
-import { bytes, NEEDS_SPAWN, runScript, startScriptServer, streamSource } from "./util.ts";
+import {
+  bytes,
+  LONG_LINES,
+  LONG_LINES_RELAYED,
+  NEEDS_SPAWN,
+  runScript,
+  startScriptServer,
+  streamSource,
+} from "./util.ts";
 import { freeUdpPort, LossyRelay, TestPeer } from "./udp_util.ts";
 
 const decoder = new TextDecoder();
@@ -448,33 +456,6 @@ Deno.test({
 });
 
 // ---- lines too long for one datagram
-
-/** What the users typed: lines over 255 bytes whose pieces begin with "/", and clusters across the cut. */
-const LONG_LINES = [
-  "x".repeat(255) + "/nick hijacked", // the second piece begins with /nick
-  "/".repeat(600), // every piece begins with /, the first too
-  "y".repeat(254) + "/quit", // the second piece is exactly /quit
-  "//quit", // typed text beginning with /
-  "z".repeat(255) + "/quit", // today the client would stop here
-  "a".repeat(250) + "🇧🇪👨‍👩‍👧‍👦👋🏽e\u0301", // clusters across the cut
-  "/nick carol", // a line that fits is a command as typed
-];
-
-/** The text the room relays for LONG_LINES, piece by piece (all but the last line). */
-const LONG_LINES_RELAYED = [
-  "x".repeat(254),
-  "x/nick hijacked",
-  "/".repeat(254),
-  "/".repeat(254),
-  "/".repeat(92),
-  "y".repeat(254),
-  "/quit",
-  "/quit",
-  "z".repeat(254),
-  "z/quit",
-  "a".repeat(250),
-  "🇧🇪👨‍👩‍👧‍👦👋🏽e\u0301",
-];
 
 Deno.test("a long line goes out as text in every datagram: / before each piece that begins with /", async () => {
   using fake = new TestPeer();

@@ -300,3 +300,35 @@ export async function room(server: TestServer, count: number): Promise<TestClien
   }
   return clients;
 }
+
+// ---- input for the clients
+
+/**
+ * Lines a user might type that are too long for one message: pieces that
+ * begin with "/", and grapheme clusters across the cut. For both clients.
+ */
+export const LONG_LINES = [
+  "x".repeat(255) + "/nick hijacked", // the second piece begins with /nick
+  "/".repeat(600), // every piece begins with /, the first too
+  "y".repeat(254) + "/quit", // the second piece is exactly /quit
+  "//quit", // typed text beginning with /
+  "z".repeat(255) + "/quit", // the client once stopped here
+  "a".repeat(250) + "🇧🇪👨‍👩‍👧‍👦👋🏽e\u0301", // clusters across the cut
+  "/nick carol", // a line that fits is a command as typed
+];
+
+/** The text the room relays for LONG_LINES, piece by piece (all but the last line). */
+export const LONG_LINES_RELAYED = [
+  "x".repeat(254),
+  "x/nick hijacked",
+  "/".repeat(254),
+  "/".repeat(254),
+  "/".repeat(92),
+  "y".repeat(254),
+  "/quit",
+  "/quit",
+  "z".repeat(254),
+  "z/quit",
+  "a".repeat(250),
+  "🇧🇪👨‍👩‍👧‍👦👋🏽e\u0301",
+];
