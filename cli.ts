@@ -6,7 +6,7 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { MAX_MESSAGE_BYTES, readInputMessages, writeAll } from "./line_buffer.ts";
+import { MAX_MESSAGE_BYTES, type Reader, readInputMessages, writeAll } from "./line_buffer.ts";
 
 export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_PORT = 9090;
@@ -258,7 +258,7 @@ export async function serve(
     Deno.addSignalListener(signal, () => server.shutdown());
   }
   (async () => {
-    const decoder = new TextDecoder();
+    const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
     try {
       // As in the clients, a console line too long for one message is text in
       // every piece: no piece of it can run as a console command.
@@ -329,6 +329,22 @@ export async function runServer(
     () => start(log.line),
   );
   return await serve(script, server, `${transport}, ${listen.mode}`, log);
+}
+
+/**
+ * Standard input for a client: a read that fails (stdin is a directory, or
+ * was closed under us) becomes a {@linkcode RuntimeError} of one line.
+ */
+export function standardInput(script: string): Reader {
+  return {
+    async read(buffer: Uint8Array): Promise<number | null> {
+      try {
+        return await Deno.stdin.read(buffer);
+      } catch (error) {
+        throw new RuntimeError(`${script}: cannot read standard input: ${errorText(error)}`);
+      }
+    },
+  };
 }
 
 /** Prints `message` on stderr and exits with `code`. */

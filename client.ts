@@ -16,6 +16,7 @@
  * @module
  */
 import {
+  decodeUtf8,
   type Frame,
   LINE_TOO_LONG,
   LineFramer,
@@ -30,11 +31,14 @@ import {
   DEFAULT_HOST,
   DEFAULT_PORT,
   EXIT_RUNTIME_ERROR,
+  fail,
   formatAddress,
   parseFlags,
   parseHost,
   parseInteger,
   runMain,
+  RuntimeError,
+  standardInput,
   UsageError,
   withNetErrors,
 } from "./cli.ts";
@@ -123,13 +127,15 @@ export async function runClient(
 
   async function toServer(): Promise<void> {
     try {
-      if (name !== undefined) await writeAll(conn, encoder.encode(`/nick ${name}\n`));
+      if (name !== undefined) {
+        await writeAll(conn, encoder.encode(`/nick ${name.normalize("NFC")}\n`));
+      }
       // A line too long for one message is sent as text in every piece: no
       // piece of it can run as a command.
       const input = readInputMessages(io.input, MAX_MESSAGE_BYTES, { piecesAsText: true });
       for await (const message of input) {
         await writeAll(conn, joinLine(message));
-        if (parseCommand(new TextDecoder().decode(message))?.name === "/quit") break;
+        if (parseCommand(decodeUtf8(message))?.name === "/quit") break;
       }
       // Close, step 1: our FIN. Half-close, so the server's last lines still arrive.
       weClosed = true;
@@ -147,6 +153,8 @@ export async function runClient(
 
   let done = false;
   const sending = toServer().catch((error) => {
+    // Input that cannot be read ends the client at once, in one line.
+    if (error instanceof RuntimeError) fail(error.message);
     // Once the connection is closed, a send still waiting for input has nowhere to go.
     if (!done) throw error;
   });
@@ -207,7 +215,7 @@ export async function main(args: string[]): Promise<number> {
 
   const stdout = Deno.stdout;
   return await runClient(conn, {
-    input: Deno.stdin,
+    input: standardInput("client.ts"),
     print: (line) => writeAll(stdout, encoder.encode(line + "\n")),
     status: (line) => console.error(line),
   }, flags.name);

@@ -430,28 +430,23 @@ function cutPiece(rest: Uint8Array, limit: number, asText: boolean): [Uint8Array
   return [marked, cut];
 }
 
-// How far back from a cut an escape sequence is looked for: its introducer
-// and parameters (a colour, a cursor move, a short title) fit in this.
-const ESCAPE_LOOKBACK_BYTES = 64;
 const ESC = 0x1b;
 
 /**
- * Moves a cut back to before the last escape sequence introducer (ESC, or
- * the C1 DCS, SOS, CSI, OSC, PM, APC in UTF-8) in the bytes just before it, so
- * a sequence is never cut in two: each half would reach the receiver as
+ * Moves a cut back to before the last escape sequence introducer in the
+ * piece (ESC, or the C1 SS2, SS3, DCS, SOS, CSI, OSC, PM, APC in UTF-8), so a
+ * sequence is never cut in two (one longer than a piece still is): each half would reach the receiver as
  * visible text once its introducer is stripped (ECMA-48, section 5.3). A
  * control character is a grapheme cluster of its own (UAX #29, GB4 and GB5),
  * so the new cut is still between clusters. Never moves a cut to 0.
  */
 function beforeEscape(bytes: Uint8Array, cut: number): number {
-  for (let i = cut - 1; i > 0 && i >= cut - ESCAPE_LOOKBACK_BYTES; i--) {
+  for (let i = cut - 1; i > 0; i--) {
     const byte = bytes[i];
-    if (byte === ESC) return i;
-    if (byte === 0xc2 && i + 1 < cut) {
-      const c1 = bytes[i + 1];
-      if (c1 === 0x90 || c1 === 0x98 || c1 === 0x9b || c1 === 0x9d || c1 === 0x9e || c1 === 0x9f) {
-        return i;
-      }
+    const c1 = byte === 0xc2 && i + 1 < cut ? bytes[i + 1] : 0;
+    if (byte === ESC || c1 === 0x8e || c1 === 0x8f || c1 === 0x90 || (c1 >= 0x98 && c1 !== 0x9c)) {
+      // The last sequence in the piece: moved only if it runs up to the cut.
+      return sanitize(lenientDecoder.decode(bytes.subarray(i, cut))) === "" ? i : cut;
     }
   }
   return cut;
@@ -569,8 +564,10 @@ export function hasControlCharacters(text: string): boolean {
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-const lenientDecoder = new TextDecoder("utf-8", { fatal: false });
+// ignoreBOM: a U+FEFF at the start of a line is part of it, not a byte-order
+// mark to drop: dropped, "\uFEFF/quit" would read as the command /quit.
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+const lenientDecoder = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
 
 /** Encodes a line of text and its "\n". */
 export function encodeLine(text: string): Uint8Array {

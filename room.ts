@@ -352,6 +352,7 @@ export class Room {
       case "/list":
         return this.#list(this.#log);
       case "/kick": {
+        if (command.argument === "") return this.#log("usage: /kick ID (see /list)");
         const member = /^\d+$/.test(command.argument)
           ? this.#members.get(Number(command.argument))
           : undefined;

@@ -29,6 +29,7 @@ import {
   parseInteger,
   runMain,
   RuntimeError,
+  standardInput,
   UsageError,
   withNetErrors,
 } from "./cli.ts";
@@ -236,7 +237,7 @@ export async function runUdpClient(
   }
 
   const messages = async function* () {
-    if (options.name !== undefined) yield encoder.encode(`/nick ${options.name}`);
+    if (options.name !== undefined) yield encoder.encode(`/nick ${options.name.normalize("NFC")}`);
     // A line too long for one datagram is sent as text in every piece: no
     // piece of it can run as a command.
     yield* readInputMessages(io.input, MAX_MESSAGE_BYTES, { piecesAsText: true });
@@ -404,7 +405,7 @@ export async function main(args: string[]): Promise<number> {
     );
   }
   return await runUdpClient(socket, options, {
-    input: Deno.stdin,
+    input: standardInput("udp_client.ts"),
     print: (line) => console.log(line),
     status: (line) => console.error(line),
   });

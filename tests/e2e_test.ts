@@ -3,7 +3,15 @@
  * runs them. They need --allow-run (see the README's test command).
  */
 import assert from "node:assert/strict";
-import { bytes, finish, LineReader, NEEDS_SPAWN, runScript, startScriptServer } from "./util.ts";
+import {
+  bytes,
+  finish,
+  LineReader,
+  NEEDS_SPAWN,
+  ROOT,
+  runScript,
+  startScriptServer,
+} from "./util.ts";
 
 const test = (name: string, fn: () => Promise<void>) =>
   Deno.test({ name, ignore: NEEDS_SPAWN, fn });
@@ -266,3 +274,23 @@ test("client.ts rejects an invalid --name before connecting", async () => {
   assert.equal(result.code, 2);
   assert.match(result.stderr[0], /^client\.ts: Cannot use --name "no spaces": invalid name/);
 });
+
+for (const script of ["client.ts", "udp_client.ts"]) {
+  test(`${script} says in one line that its input cannot be read, and exits 1`, async () => {
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const command =
+      `"${Deno.execPath()}" run --quiet --allow-net ${script} --port ${listener.addr.port} < /`;
+    const output = await new Deno.Command("sh", {
+      args: ["-c", command],
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.equal(output.code, 1);
+    const stderr = new TextDecoder().decode(output.stderr).trim().split("\n");
+    assert.deepEqual(stderr.filter((line) => !line.startsWith("connected to ")), [
+      `${script}: cannot read standard input: Is a directory (os error 21)`,
+    ]);
+  });
+}

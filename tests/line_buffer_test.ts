@@ -1471,3 +1471,20 @@ Deno.test("splitMessage() never cuts an escape sequence in two, whatever is arou
     }
   }
 });
+
+Deno.test("splitMessage() keeps a long escape sequence whole and a finished one where it is", () => {
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  const link = "\x1b]8;;https://example.com/" + "p".repeat(120) + "\x1b\\link\x1b]8;;\x1b\\";
+  const line = encoder.encode("y".repeat(150) + link + "z".repeat(200));
+  const shown = splitMessage(line).map((piece) => sanitize(decoder.decode(piece))).join("");
+  assert.equal(shown, "y".repeat(150) + "link" + "z".repeat(200));
+  // A sequence that ends well before the cut does not move it.
+  const colour = encoder.encode("\x1b[31m" + "r".repeat(400));
+  assert.equal(splitMessage(colour)[0].length, MAX_MESSAGE_BYTES);
+});
+
+Deno.test("a byte-order mark at the start of a piece is kept, so the piece is not a command", () => {
+  const piece = new TextEncoder().encode("\uFEFF/quit");
+  assert.equal(decodeUtf8(piece), "\uFEFF/quit");
+});

@@ -215,6 +215,8 @@ Deno.test("Room console: a line to all, /kick by id, /list, /quit, and errors", 
   room.console("hello all\x1b[2J");
   assert.deepEqual(alice.link.take(), ["<server> hello all"]);
   assert.deepEqual(bob.link.take(), ["<server> hello all"]);
+  room.console("/kick");
+  assert.equal(logs.at(-1), "usage: /kick ID (see /list)");
   room.console("/kick x1");
   assert.equal(logs.at(-1), "no client with id x1 (see /list)");
   room.console("/kick 99");
