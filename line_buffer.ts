@@ -500,10 +500,14 @@ export function isValidUtf8(bytes: Uint8Array): boolean {
 // What sanitize() removes: C0 controls but tab, DEL, C1 controls (NEL U+0085
 // among them), and Unicode's LINE SEPARATOR U+2028 and PARAGRAPH SEPARATOR
 // U+2029, which programs that split on Unicode line breaks (UAX #14: classes BK)
-// would read as the end of a line. Every escape sequence begins with one of
-// them (ESC or a C1 control), so text without one is left as it is.
-// deno-lint-ignore no-control-regex -- matching control characters is the point
-const CONTROL_CHARACTER = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029]/;
+// would read as the end of a line, and the bidirectional embedding, override
+// and isolate controls (U+202A-U+202E, U+2066-U+2069, UAX #9), which reorder
+// what a terminal shows after them ("Trojan Source", CVE-2021-42574). Every
+// escape sequence begins with one of them (ESC or a C1 control), so text
+// without one is left as it is.
+const CONTROL_CHARACTER =
+  // deno-lint-ignore no-control-regex -- matching control characters is the point
+  /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 
 // Whole escape sequences, then any control left, in one pass. The forms are
 // ECMA-48 5th ed. (1991), each with its 7-bit (ESC Fe) and 8-bit (C1) opening:
@@ -540,7 +544,8 @@ const ESCAPE_SEQUENCES = new RegExp(
 /**
  * Removes whole terminal escape sequences (ECMA-48 CSI, OSC, DCS, SOS, PM,
  * APC, SS2, SS3 and other ESC sequences, 7- and 8-bit), then every other
- * control character (C0 but tab, DEL, C1) and U+2028, U+2029; keeps all other
+ * control character (C0 but tab, DEL, C1), U+2028, U+2029 and the bidi
+ * embedding, override and isolate controls; keeps all other
  * Unicode. What is left is text: no piece of a sequence, no line break.
  *
  * @example

@@ -880,12 +880,13 @@ Deno.test("sanitize() removes control characters and keeps all other text", asyn
   }
 });
 
-Deno.test("sanitize() removes exactly C0 but tab, DEL, C1, U+2028 and U+2029 among 1024 code points and General Punctuation", () => {
+Deno.test("sanitize() removes exactly C0 but tab, DEL, C1, U+2028, U+2029 and bidi controls among 1024 code points and General Punctuation", () => {
   const codes = [...Array(1024).keys(), ...Array.from({ length: 0x70 }, (_, i) => 0x2000 + i)];
   for (const code of codes) {
     const character = String.fromCodePoint(code);
     const control = (code < 0x20 && code !== 0x09) || (code >= 0x7f && code <= 0x9f) ||
-      code === 0x2028 || code === 0x2029;
+      code === 0x2028 || code === 0x2029 || (code >= 0x202a && code <= 0x202e) ||
+      (code >= 0x2066 && code <= 0x2069);
     // Changed: nothing after the character, as ESC, CSI, OSC... now take what follows them.
     const text = `<${character}`;
     assert.equal(sanitize(text), control ? "<" : text, `U+${code.toString(16)}`);
