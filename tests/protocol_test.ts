@@ -39,6 +39,8 @@ Deno.test("nameError() accepts names of 1-32 letters, digits, _ and -", async (t
     "日本語",
     "한국어",
     "١٢٣", // Arabic-Indic digits are digits
+    "สำราญ", // Thai with SARA AM as keyboards type it
+    "ກຳພົນ", // Lao with AM
     "张伟_alice", // Han and Latin do not look alike: they may mix
     "Ωμέγα", // one look-alike script alone is fine
   ];
@@ -487,4 +489,11 @@ Deno.test("parseCommand() reads a line beginning with // as text, and messageTex
   }
   // A single "/" still begins a command.
   assert.deepEqual(parseCommand("/quit"), { name: "/quit", argument: "" });
+});
+
+Deno.test("nameKey() makes Thai SARA AM and its NFKC spelling one name", () => {
+  assert.equal(
+    nameKey("\u0e2a\u0e33\u0e23\u0e32\u0e0d"),
+    nameKey("\u0e2a\u0e4d\u0e32\u0e23\u0e32\u0e0d"),
+  );
 });
