@@ -44,6 +44,9 @@ import {
 } from "./cli.ts";
 import { nameError, parseCommand } from "./protocol.ts";
 
+// The first line of a netchat server that is full (protocol.ts, say.serverFull).
+const SERVER_FULL = "ERR server full";
+
 const USAGE = `Usage: deno run --allow-net client.ts [options]
 
 Connects to a netchat server (or any line-based TCP service): lines you type
@@ -89,6 +92,7 @@ export async function runClient(
     // of an unfinished line, and reports a longer one once it ends.
     const framer = new LineFramer(MAX_INCOMING_LINE_BYTES);
     const buffer = new Uint8Array(READ_BUFFER_SIZE);
+    let linesShown = 0;
     async function show(frames: Frame[]): Promise<boolean> {
       for (const frame of frames) {
         if (frame === LINE_TOO_LONG) {
@@ -97,8 +101,11 @@ export async function runClient(
           );
           continue;
         }
+        const text = toDisplayText(frame);
+        // A netchat server that turns us away says so first, then closes.
+        if (linesShown++ === 0 && text.startsWith(SERVER_FULL)) turnedAway = true;
         try {
-          await io.print(toDisplayText(frame));
+          await io.print(text);
         } catch (error) {
           // Whoever read our output is gone (| head): nothing more can be shown.
           if (error instanceof Deno.errors.BrokenPipe) return false;
@@ -152,6 +159,7 @@ export async function runClient(
   }
 
   let done = false;
+  let turnedAway = false;
   const sending = toServer().catch((error) => {
     // Input that cannot be read ends the client at once, in one line.
     if (error instanceof RuntimeError) fail(error.message);
@@ -170,7 +178,7 @@ export async function runClient(
     } else {
       io.status("connection closed by server");
     }
-    return 0;
+    return turnedAway ? EXIT_RUNTIME_ERROR : 0;
   } finally {
     done = true;
     // Both FINs have been exchanged (or the connection was reset): free the socket.

@@ -294,3 +294,18 @@ for (const script of ["client.ts", "udp_client.ts"]) {
     ]);
   });
 }
+
+test("client.ts turned away by a full server shows why and exits 1", async () => {
+  const server = await startScriptServer("server.ts", ["--max-clients", "1"]);
+  const { conn, lines } = await connect(server.port);
+  try {
+    await lines.until((line) => line.startsWith("* welcome"));
+    const result = await run("client.ts", ["--port", String(server.port)]);
+    assert.deepEqual(result.stdout, ["ERR server full (max 1 client)"]);
+    assert.equal(result.code, 1);
+  } finally {
+    conn.close();
+    server.child.kill("SIGTERM");
+    await finish(server);
+  }
+});
