@@ -119,7 +119,12 @@ export function describeNetError(
   action: string,
 ): string | undefined {
   if (error instanceof Deno.errors.NotCapable) {
-    return `${script}: no network permission: run it as deno run --allow-net ${script}`;
+    // Deno names what was asked for: 'Requires net access to "127.0.0.1:9091", ...'.
+    // A grant such as --allow-net=127.0.0.1:9090 may cover other addresses only.
+    const target = /net access to "([^"]+)"/.exec(error.message)?.[1];
+    const narrow = target === undefined ? "" : ` (or --allow-net=${target}, for that alone)`;
+    const what = target === undefined ? "" : ` for ${target}`;
+    return `${script}: no network permission${what}: run it as deno run --allow-net ${script}${narrow}`;
   }
   const reasons: [new (...args: never[]) => Error, string][] = [
     [Deno.errors.AddrInUse, "address already in use"],

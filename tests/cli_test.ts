@@ -273,7 +273,8 @@ Deno.test({
     assert.ok(error instanceof Deno.errors.NotCapable, `got ${error}`);
     assert.equal(
       describeNetError("udp_server.ts", error, "Cannot listen"),
-      "udp_server.ts: no network permission: run it as deno run --allow-net udp_server.ts",
+      `udp_server.ts: no network permission for ${DEFAULT_HOST}:0: run it as deno run ` +
+        `--allow-net udp_server.ts (or --allow-net=${DEFAULT_HOST}:0, for that alone)`,
     );
   },
 });

@@ -180,13 +180,25 @@ test("server.ts brackets an IPv6 address in its one-line error", async () => {
 
 for (const script of ["server.ts", "client.ts"]) {
   test(`${script} without --allow-net says which flag to add and exits 1`, async () => {
-    const result = await run(script, ["--port", String(closedPort())], {
-      permissions: ["--no-prompt"],
-    });
+    const port = closedPort();
+    const result = await run(script, ["--port", String(port)], { permissions: ["--no-prompt"] });
     assert.equal(result.code, 1);
     assert.deepEqual(result.stderr, [
-      `${script}: no network permission: run it as deno run --allow-net ${script}`,
+      `${script}: no network permission for 127.0.0.1:${port}: run it as deno run --allow-net ` +
+      `${script} (or --allow-net=127.0.0.1:${port}, for that alone)`,
     ]);
+  });
+
+  test(`${script} with a grant for another address names the one it needs`, async () => {
+    const port = closedPort();
+    const result = await run(script, ["--port", String(port)], {
+      permissions: ["--no-prompt", `--allow-net=127.0.0.1:${port === 65535 ? 1 : port + 1}`],
+    });
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr.join("\n"),
+      new RegExp(`for 127\\.0\\.0\\.1:${port}: .*--allow-net=127\\.0\\.0\\.1:${port}`),
+    );
   });
 
   test(`${script} rejects a bad flag in one line pointing at --help, exit 2`, async () => {
