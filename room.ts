@@ -18,8 +18,12 @@
  * import { Room } from "./room.ts";
  * const room = new Room({ noun: "client" });
  * const lines: string[] = [];
- * const link = { deliver: (l: Uint8Array) => lines.push(new TextDecoder().decode(l)), left() {} };
- * const alice = room.join(link, "127.0.0.1:5000")!;
+ * const link = {
+ *   address: "127.0.0.1:5000",
+ *   deliver: (line: Uint8Array) => lines.push(new TextDecoder().decode(line)),
+ *   left() {},
+ * };
+ * const alice = room.join(link)!;
  * room.hear(alice, "/nick alice");
  * // lines: ["* welcome, you are user1 (type /help for commands)\n", "* user1 is now alice\n"]
  * ```
