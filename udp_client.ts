@@ -33,7 +33,7 @@ import {
   UsageError,
   withNetErrors,
 } from "./cli.ts";
-import { nameError, parseCommand } from "./protocol.ts";
+import { nameError, parseCommand, say } from "./protocol.ts";
 
 const USAGE = `Usage: deno run --allow-net udp_client.ts [options]
 
@@ -270,6 +270,16 @@ export async function runUdpClient(
         sent++;
         const tries = expect.retries + 1;
         const answer = await request(current, asLine(message), expect.timeoutMs, tries);
+        if (answer !== undefined && answered === 0 && isChatWelcome(answer)) {
+          // A netchat chat room keeps state per address: each request would
+          // join it as a new peer. Leave it, and say why.
+          await send(current, encoder.encode("/quit\n"));
+          io.status(
+            `udp_client.ts: ${serverAddress} is a netchat chat room, where each request would ` +
+              `join as a new peer: use --expect-reply with echo-like services`,
+          );
+          return EXIT_RUNTIME_ERROR;
+        }
         if (answer !== undefined) {
           answered++;
           await printDatagram(answer);
@@ -334,6 +344,12 @@ function localHostFor(server: Deno.NetAddr): string {
   if (server.hostname === "::1") return "::1";
   return server.hostname.includes(":") ? "::" : "0.0.0.0";
 }
+
+/** Is `datagram` a netchat chat room's welcome (protocol.ts, say.welcome)? */
+function isChatWelcome(datagram: Uint8Array): boolean {
+  return decodeUtf8(datagram).startsWith(CHAT_WELCOME);
+}
+const CHAT_WELCOME = say.welcome("\0").slice(0, say.welcome("\0").indexOf("\0"));
 
 export async function main(args: string[]): Promise<number> {
   const flags = parseFlags(args, {

@@ -10,6 +10,7 @@ import {
   runScript,
   startScriptServer,
   streamSource,
+  within,
 } from "./util.ts";
 import { freeUdpPort, LossyRelay, TestPeer } from "./udp_util.ts";
 
@@ -103,6 +104,27 @@ Deno.test("--expect-reply gets every answer from an echo server and counts them"
     assert.deepEqual(result.printed, lines(1, 200));
     assert.deepEqual(result.status, ["sent 200, answered 200, lost 0"]);
     assert.equal(result.code, 0);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("--expect-reply pointed at the chat room stops at its welcome, says why and leaves it", async () => {
+  const left = Promise.withResolvers<void>();
+  const log = (line: string) => /^left .* \(quit\)$/.test(line) && left.resolve();
+  const server = startUdpServer({ host: "127.0.0.1", port: 0, log });
+  try {
+    const result = await runClient(
+      { server: server.addr, expectReply: { timeoutMs: 1000, retries: 3 } },
+      pipedInput(lines(1, 5).join("\n") + "\n"),
+    );
+    assert.equal(result.code, 1);
+    assert.deepEqual(result.printed, []);
+    assert.equal(result.status.length, 1);
+    assert.match(result.status[0], /is a netchat chat room, where each request would join/);
+    // It left the room it joined.
+    await within(5000, "the client's /quit", left.promise);
+    assert.equal(server.peerCount, 0);
   } finally {
     await server.shutdown();
   }
