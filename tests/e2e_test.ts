@@ -321,3 +321,18 @@ test("client.ts turned away by a full server shows why and exits 1", async () =>
     await finish(server);
   }
 });
+
+for (const script of ["server.ts", "client.ts", "udp_server.ts", "udp_client.ts"]) {
+  test(`${script} runs by itself through its shebang`, async () => {
+    const output = await new Deno.Command(`${ROOT}${script}`, {
+      args: ["--help"],
+      cwd: "/",
+      env: { NO_COLOR: "1" },
+    }).output();
+    assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+    assert.match(
+      new TextDecoder().decode(output.stdout),
+      new RegExp(`^Usage: deno run --allow-net ${script}`),
+    );
+  });
+}
