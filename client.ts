@@ -61,10 +61,15 @@ Options:
   --host HOST    server address (default ${DEFAULT_HOST})
   --port PORT    server port (default ${DEFAULT_PORT})
   --name NAME    take this name on connecting (sends /nick NAME)
+  --listen-only  send nothing (stdin is not read): stay and print the room
+                 until the server closes
+  --timestamps   print the local time (HH:MM:SS) before each line received
   --help         show this help`;
 
 const encoder = new TextEncoder();
 const NEWLINE = new Uint8Array([0x0a]);
+/** The input of `--listen-only`: nothing, and no end. */
+const NO_INPUT = { read: () => new Promise<number | null>(() => {}) };
 
 /** Where the client writes; tests pass their own. */
 export interface ClientIo {
@@ -198,6 +203,8 @@ export async function main(args: string[]): Promise<number> {
     host: { type: "string", default: DEFAULT_HOST },
     port: { type: "string", default: String(DEFAULT_PORT) },
     name: { type: "string" },
+    "listen-only": { type: "boolean", default: false },
+    timestamps: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   });
   if (flags.help) {
@@ -222,9 +229,12 @@ export async function main(args: string[]): Promise<number> {
   );
 
   const stdout = Deno.stdout;
+  // Local time as HH:MM:SS, the first eight characters of toTimeString().
+  const stamp = flags.timestamps ? () => new Date().toTimeString().slice(0, 8) + " " : () => "";
   return await runClient(conn, {
-    input: standardInput("client.ts"),
-    print: (line) => writeAll(stdout, encoder.encode(line + "\n")),
+    // Listening only: an input that never ends, so no FIN is sent before the server's.
+    input: flags["listen-only"] ? NO_INPUT : standardInput("client.ts"),
+    print: (line) => writeAll(stdout, encoder.encode(stamp() + line + "\n")),
     status: (line) => console.error(line),
   }, flags.name);
 }

@@ -336,3 +336,20 @@ for (const script of ["server.ts", "client.ts", "udp_server.ts", "udp_client.ts"
     );
   });
 }
+
+test("client.ts --listen-only stays and prints the room; --timestamps puts the time first", async () => {
+  const server = await startScriptServer("server.ts");
+  const port = String(server.port);
+  const listener = runScript("client.ts", ["--port", port, "--listen-only", "--timestamps"]);
+  await listener.stdin.close(); // without --listen-only this would send our FIN now
+  assert.match((await listener.stdout.line())!, /^\d\d:\d\d:\d\d \* welcome, you are user1 /);
+  const { conn, lines } = await connect(server.port);
+  await lines.until((line) => line.startsWith("* welcome"));
+  await conn.write(bytes("still there?\n"));
+  assert.match((await listener.stdout.line())!, /^\d\d:\d\d:\d\d \* user2 joined$/);
+  assert.match((await listener.stdout.line())!, /^\d\d:\d\d:\d\d <user2> still there\?$/);
+  conn.close();
+  server.child.kill("SIGTERM");
+  assert.equal((await finish(listener)).code, 0);
+  await finish(server);
+});
