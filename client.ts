@@ -64,6 +64,7 @@ Options:
   --listen-only  send nothing (stdin is not read): stay and print the room
                  until the server closes
   --timestamps   print the local time (HH:MM:SS) before each line received
+  --trace        print this side's TCP life cycle on stderr (handshake, FINs, close)
   --help         show this help`;
 
 const encoder = new TextEncoder();
@@ -78,6 +79,8 @@ export interface ClientIo {
   print(line: string): void | Promise<void>;
   /** Status lines: connected, closed, problems. */
   status(line: string): void;
+  /** Each step of the connection's life cycle (`--trace`), or `undefined` for none. */
+  trace?: (step: string) => void;
 }
 
 /**
@@ -90,6 +93,7 @@ export async function runClient(
   name?: string,
 ): Promise<number> {
   conn.setNoDelay(true);
+  const trace = (step: string) => io.trace?.(`trace ${formatAddress(conn.remoteAddr)} ${step}`);
   let weClosed = false;
 
   async function fromServer(): Promise<"eof" | "reset" | "output closed"> {
@@ -128,6 +132,7 @@ export async function runClient(
         throw error;
       }
       if (n === null) {
+        trace("FIN received (read returned EOF: the server sends no more)");
         // The server's FIN: it will send nothing more. A last line without its
         // "\n" is still shown, as nc shows it.
         if (framer.bufferedBytes > 0 && !await show(framer.push(NEWLINE))) return "output closed";
@@ -152,6 +157,7 @@ export async function runClient(
       // Close, step 1: our FIN. Half-close, so the server's last lines still arrive.
       weClosed = true;
       await conn.closeWrite();
+      trace("FIN sent (closeWrite: no more data from the client)");
     } catch (error) {
       // The server went away while we were sending: fromServer() reports how.
       if (
@@ -188,6 +194,7 @@ export async function runClient(
     done = true;
     // Both FINs have been exchanged (or the connection was reset): free the socket.
     conn.close();
+    trace("closed (socket released)");
   }
 }
 
@@ -204,6 +211,7 @@ export async function main(args: string[]): Promise<number> {
     port: { type: "string", default: String(DEFAULT_PORT) },
     name: { type: "string" },
     "listen-only": { type: "boolean", default: false },
+    trace: { type: "boolean", default: false },
     timestamps: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   });
@@ -227,6 +235,8 @@ export async function main(args: string[]): Promise<number> {
   console.error(
     `connected to ${formatAddress(conn.remoteAddr)} from ${formatAddress(conn.localAddr)}`,
   );
+  const trace = flags.trace ? (line: string) => console.error(line) : undefined;
+  trace?.(`trace ${formatAddress(conn.remoteAddr)} connected (handshake done: SYN, SYN-ACK, ACK)`);
 
   const stdout = Deno.stdout;
   // Local time as HH:MM:SS, the first eight characters of toTimeString().
@@ -236,6 +246,7 @@ export async function main(args: string[]): Promise<number> {
     input: flags["listen-only"] ? NO_INPUT : standardInput("client.ts"),
     print: (line) => writeAll(stdout, encoder.encode(stamp() + line + "\n")),
     status: (line) => console.error(line),
+    trace,
   }, flags.name);
 }
 

@@ -353,3 +353,22 @@ test("client.ts --listen-only stays and prints the room; --timestamps puts the t
   assert.equal((await finish(listener)).code, 0);
   await finish(server);
 });
+
+test("client.ts --trace shows its side of the handshake and of each FIN, in order", async () => {
+  const server = await startScriptServer("server.ts", ["--mode", "echo"]);
+  const result = await run("client.ts", ["--port", String(server.port), "--trace"], {
+    stdin: "hello\n",
+  });
+  server.child.kill("SIGTERM");
+  await finish(server);
+  assert.equal(result.code, 0);
+  assert.deepEqual(result.stdout, ["hello"]);
+  const steps = result.stderr.filter((line) => line.startsWith("trace "))
+    .map((line) => line.replace(/^trace 127\.0\.0\.1:\d+ /, ""));
+  assert.deepEqual(steps, [
+    "connected (handshake done: SYN, SYN-ACK, ACK)",
+    "FIN sent (closeWrite: no more data from the client)",
+    "FIN received (read returned EOF: the server sends no more)",
+    "closed (socket released)",
+  ]);
+});
