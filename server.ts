@@ -7,6 +7,11 @@
  * at once, keeps a registry of them (like Redis's CLIENT LIST), and makes each
  * step of TCP's life cycle visible with --trace.
  *
+ * Read top to bottom: the flags, the listen, the accept loop, then `Client`,
+ * which wires one accepted connection to the room. The chat room itself is in
+ * room.ts; the connection's queue, backpressure and close (both FINs) are in
+ * connection.ts; telnet's in-band commands are taken out by telnet.ts.
+ *
  *   deno run --allow-net server.ts                  chat room on 127.0.0.1:9090
  *   deno run --allow-net server.ts --mode echo      echo every line back
  *

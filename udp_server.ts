@@ -8,6 +8,8 @@
  * table of the addresses it has heard from, and a peer leaves with /quit or by
  * falling silent for --peer-timeout seconds. One datagram is one message of at
  * most 256 bytes (a trailing "\n" optional); anything larger is refused whole.
+ * The chat room is room.ts, the same as the TCP server's; this file owns the
+ * socket, the receive loop and the `Outbox` that sends one datagram per line.
  *
  *   deno run --allow-net udp_server.ts                  chat room on 127.0.0.1:9090
  *   deno run --allow-net udp_server.ts --mode echo      send every datagram back
