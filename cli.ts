@@ -6,7 +6,13 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { MAX_MESSAGE_BYTES, type Reader, readInputMessages, writeAll } from "./line_buffer.ts";
+import {
+  decodeUtf8,
+  MAX_MESSAGE_BYTES,
+  type Reader,
+  readInputMessages,
+  writeAll,
+} from "./line_buffer.ts";
 
 export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_PORT = 9090;
@@ -263,13 +269,12 @@ export async function serve(
     Deno.addSignalListener(signal, () => server.shutdown());
   }
   (async () => {
-    const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
     try {
       // As in the clients, a console line too long for one message is text in
       // every piece: no piece of it can run as a console command.
       const input = readInputMessages(Deno.stdin, MAX_MESSAGE_BYTES, { piecesAsText: true });
       for await (const message of input) {
-        server.console(decoder.decode(message));
+        server.console(decodeUtf8(message));
       }
     } catch (error) {
       console.error(`${script}: console input failed: ${errorText(error)}`);
@@ -328,9 +333,7 @@ export async function runServer(
   const log = consoleLog();
   const server = await withNetErrors(
     script,
-    `cannot listen on ${
-      formatAddress({ transport: transport, hostname: listen.host, port: listen.port })
-    }`,
+    `cannot listen on ${formatAddress({ transport, hostname: listen.host, port: listen.port })}`,
     () => start(log.line),
   );
   return await serve(script, server, `${transport}, ${listen.mode}`, log);

@@ -94,6 +94,8 @@ export async function runClient(
 ): Promise<number> {
   conn.setNoDelay(true);
   const trace = (step: string) => io.trace?.(`trace ${formatAddress(conn.remoteAddr)} ${step}`);
+  // Handshake: connect() returned once SYN, SYN-ACK, ACK had completed.
+  trace("connected (handshake done: SYN, SYN-ACK, ACK)");
   let weClosed = false;
 
   async function fromServer(): Promise<"eof" | "reset" | "output closed"> {
@@ -235,8 +237,6 @@ export async function main(args: string[]): Promise<number> {
   console.error(
     `connected to ${formatAddress(conn.remoteAddr)} from ${formatAddress(conn.localAddr)}`,
   );
-  const trace = flags.trace ? (line: string) => console.error(line) : undefined;
-  trace?.(`trace ${formatAddress(conn.remoteAddr)} connected (handshake done: SYN, SYN-ACK, ACK)`);
 
   const stdout = Deno.stdout;
   // Local time as HH:MM:SS, the first eight characters of toTimeString().
@@ -246,7 +246,7 @@ export async function main(args: string[]): Promise<number> {
     input: flags["listen-only"] ? NO_INPUT : standardInput("client.ts"),
     print: (line) => writeAll(stdout, encoder.encode(stamp() + line + "\n")),
     status: (line) => console.error(line),
-    trace,
+    trace: flags.trace ? (line) => console.error(line) : undefined,
   }, flags.name);
 }
 

@@ -60,7 +60,7 @@ export interface ConnectionHandler {
 
 /** Settings shared by every connection of a server. */
 export interface ConnectionSettings {
-  /** Output queued for one connection, in bytes, past which `send` refuses. */
+  /** Output queued for one connection, in bytes; past it the peer is dropped as a slow consumer. */
   maxQueueBytes: number;
   /** Prints each step of the connection's life cycle (`--trace`), or `undefined` for none. */
   trace?: (line: string) => void;
@@ -115,11 +115,6 @@ export class Connection {
   /** True while reading is paused by {@linkcode pause}. */
   get paused(): boolean {
     return this.#pause !== undefined;
-  }
-
-  /** True once the peer's FIN has been read. */
-  get finReceived(): boolean {
-    return this.#finReceived;
   }
 
   // ---- output: a bounded queue, flushed by one writer at a time

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { MAX_MESSAGE_BYTES, MAX_NAME_CHARS } from "./line_buffer.ts";
+import { MAX_MESSAGE_BYTES, MAX_NAME_CHARS, sanitize } from "./line_buffer.ts";
 import { ALLOWED_RANGES, KEY_MAP } from "./names_data.ts";
 
 /** The name console lines are relayed under; no client may take it. */
@@ -206,6 +206,17 @@ export function parseCommand(line: string): Command | undefined {
     name: line.slice(0, space).toLowerCase(),
     argument: line.slice(space + 1).trim(),
   };
+}
+
+/**
+ * Reads a command from a line a member sent, not yet sanitised. Whether it is
+ * one is decided on the line as sent, so a control character, an escape
+ * sequence or a byte-order mark before its "/" makes it text rather than a
+ * command once stripped; the command's name and argument are read from the
+ * sanitised line. `undefined` for a message.
+ */
+export function readCommand(line: string): Command | undefined {
+  return parseCommand(line) && parseCommand(sanitize(line));
 }
 
 /**

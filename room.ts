@@ -37,6 +37,7 @@ import {
   nameError,
   nameKey,
   parseCommand,
+  readCommand,
   say,
   SERVER_NAME,
 } from "./protocol.ts";
@@ -284,14 +285,13 @@ export class Room {
 
   /**
    * Handles one line from a member, already checked (at most 255 bytes of
-   * UTF-8) but not yet sanitised: a command, or a line for everyone else.
-   * Whether it is a command is decided on the line as sent, so a control
-   * character or escape sequence before a "/" makes it text, not a command
-   * once stripped. A line that is empty once sanitised is relayed to nobody.
+   * UTF-8) but not yet sanitised: a command ({@linkcode readCommand}), or a
+   * line for everyone else. A line that is empty once sanitised is relayed
+   * to nobody.
    */
   hear(member: Member, line: string): void {
     if (member.gone) return;
-    const command = parseCommand(line) && parseCommand(sanitize(line));
+    const command = readCommand(line);
     if (command === undefined) {
       const message = sanitize(messageText(line)); // "//text" is the text "/text"
       if (message === "") return;

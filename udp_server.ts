@@ -22,7 +22,6 @@ import {
   isValidUtf8,
   MAX_BUFFER_SIZE,
   MAX_MESSAGE_BYTES,
-  sanitize,
 } from "./line_buffer.ts";
 import {
   type ConsoleServer,
@@ -39,7 +38,7 @@ import {
   runServer,
   SERVER_FLAGS,
 } from "./cli.ts";
-import { nameError, parseCommand, say } from "./protocol.ts";
+import { nameError, readCommand, say } from "./protocol.ts";
 import { type Member, type MemberLink, Room } from "./room.ts";
 
 const USAGE = `Usage: deno run --allow-net udp_server.ts [options]
@@ -183,7 +182,7 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
     if (peer === undefined) {
       // A newcomer joins on its first good datagram; when that is a valid
       // `/nick NAME`, it joins under that name, so others see one notice.
-      const command = parseCommand(line) && parseCommand(sanitize(line));
+      const command = readCommand(line);
       const wanted = command?.name === "/nick" ? command.argument : undefined;
       peer = new Peer(from, address, outbox, log, peers);
       const member = room.join(peer, wanted);
