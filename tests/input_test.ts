@@ -21,13 +21,6 @@ import {
 const IAC = 255, DO = 253, WONT = 252, WILL = 251, DONT = 254, SB = 250, SE = 240;
 const IP = 244, TIMING_MARK = 6, ECHO = 1, NAWS = 31;
 
-/** Writes raw bytes to a test client's socket. */
-async function sendBytes(client: TestClient, data: number[] | Uint8Array): Promise<void> {
-  const buffer = data instanceof Uint8Array ? data : new Uint8Array(data);
-  let written = 0;
-  while (written < buffer.length) written += await client.conn.write(buffer.subarray(written));
-}
-
 /** Reads exactly `count` raw bytes (before any line reader has buffered them). */
 async function readBytes(client: TestClient, count: number): Promise<number[]> {
   const got: number[] = [];
@@ -49,7 +42,7 @@ Deno.test("telnet: Ctrl-C is answered WONT TIMING-MARK and the session goes on",
   await alice.until("* user1 is now alice");
   await bob.until("* user1 is now alice");
   // What telnet sends for Ctrl-C, then waits for the answer to DO TIMING-MARK.
-  await sendBytes(alice, [IAC, IP, IAC, DO, TIMING_MARK]);
+  await alice.send([IAC, IP, IAC, DO, TIMING_MARK]);
   assert.deepEqual(await readBytes(alice, 3), [IAC, WONT, TIMING_MARK]);
   await alice.send("after 你好\r\n/fly\r\n");
   assert.equal(await bob.line(), "<alice> after 你好");
@@ -60,7 +53,7 @@ Deno.test("telnet: options are refused, subnegotiations removed, CR NUL ends a l
   await using server = new TestServer();
   const [alice, bob] = await room(server, 2);
   using _ = disposeAll(alice, bob);
-  await sendBytes(alice, [
+  await alice.send([
     IAC,
     WILL,
     NAWS,
@@ -86,20 +79,20 @@ Deno.test("telnet: options are refused, subnegotiations removed, CR NUL ends a l
 Deno.test("telnet: echo mode gives back the text without the commands", async () => {
   await using server = new TestServer({ mode: "echo" });
   using client = await server.connect();
-  await sendBytes(client, [...bytes("a"), IAC, IP, ...bytes("b 好\r\0c\r\n")]);
+  await client.send([...bytes("a"), IAC, IP, ...bytes("b 好\r\0c\r\n")]);
   assert.equal(await client.line(), "ab 好");
   assert.equal(await client.line(), "c");
   // A CR NUL right after a block of whole lines (echo's fast path) ends a line too.
-  await sendBytes(client, bytes("d\ne\r\0"));
+  await client.send(bytes("d\ne\r\0"));
   assert.equal(await client.line(), "d");
   assert.equal(await client.line(), "e");
   // A CR NUL split between reads after an over-long line, before any telnet byte.
   await client.send("z".repeat(300) + "\r");
-  await sendBytes(client, bytes("\0xyz\r\0"));
+  await client.send(bytes("\0xyz\r\0"));
   assert.equal(await client.line(), say.tooLong);
   assert.equal(await client.line(), "xyz");
   // IAC IAC is the data byte 255: not UTF-8, so the line is refused as before.
-  await sendBytes(client, [...bytes("x"), IAC, IAC, ...bytes("\n")]);
+  await client.send([...bytes("x"), IAC, IAC, ...bytes("\n")]);
   assert.equal(await client.line(), say.invalidUtf8);
 });
 

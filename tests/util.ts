@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { type Server, type ServerOptions, startServer } from "../server.ts";
+import { writeAll } from "../line_buffer.ts";
 
 /** Spawning the scripts needs more than `--allow-net`; see the README's test command. */
 export const CAN_SPAWN = ["run", "read", "env"].every((name) =>
@@ -253,10 +254,10 @@ export class TestClient {
     this.lines = new LineReader(conn);
   }
 
-  async send(text: string): Promise<void> {
-    const data = bytes(text);
-    let written = 0;
-    while (written < data.length) written += await this.conn.write(data.subarray(written));
+  /** Writes all of a text (encoded) or of raw bytes. */
+  send(data: string | Uint8Array | number[]): Promise<void> {
+    const raw = typeof data === "string" ? bytes(data) : new Uint8Array(data);
+    return writeAll(this.conn, raw);
   }
 
   line(): Promise<string | null> {
