@@ -53,11 +53,6 @@ const ALLOWED = new RegExp(
   `^[${ALLOWED_RANGES.replace(/[0-9a-f]+/g, "\\u{$&}").replaceAll(" ", "")}]+$`,
   "u",
 );
-// Thai SARA AM and Lao AM: NFKC splits each into a mark and a vowel, so
-// the profile leaves them out as Not_NFKC, yet Thai and Lao keyboards type
-// them and most names with that vowel hold them. They are checked as their
-// NFKC spelling, and nameKey() folds the two spellings into one name.
-const AM_VOWELS = /[\u0E33\u0EB3]/gu;
 // Each character's key where it is not the character itself (names_data.ts).
 const KEYS = new Map(
   KEY_MAP.split(" ").map((entry) => entry.split(":").map(fromHex) as [string, string]),
@@ -108,7 +103,7 @@ export function nameError(name: string): string | undefined {
   if (
     chars < 1 || chars > MAX_NAME_CHARS || !NAME_PATTERN.test(composed) ||
     INVISIBLE.test(composed) || !marksAreWellPlaced(name.normalize("NFD")) ||
-    !ALLOWED.test(composed.replace(AM_VOWELS, (am) => am.normalize("NFKC")))
+    !ALLOWED.test(composed)
   ) {
     return `ERR invalid name: use 1-${MAX_NAME_CHARS} letters, digits, _ or -`;
   }

@@ -132,6 +132,11 @@ async function allowedSet(): Promise<CodePointSet> {
     }
   }
   allowed[0x2d] = 1; // "-": not XID_Continue, but UTS #39 allows it (Inclusion)
+  // Thai SARA AM and Lao AM: NFKC splits each into a mark and a vowel, so the
+  // rule above leaves them out, yet Thai and Lao keyboards type them and most
+  // names with that vowel hold them; nameKey()'s NFKC makes both spellings one.
+  allowed[0xe33] = 1;
+  allowed[0xeb3] = 1;
   return allowed;
 }
 
