@@ -23,6 +23,7 @@ import {
   MAX_INCOMING_LINE_BYTES,
   MAX_MESSAGE_BYTES,
   READ_BUFFER_SIZE,
+  type Reader,
   readInputMessages,
   toDisplayText,
   writeAll,
@@ -30,6 +31,8 @@ import {
 import {
   DEFAULT_HOST,
   DEFAULT_PORT,
+  describeNetError,
+  errorText,
   EXIT_RUNTIME_ERROR,
   fail,
   formatAddress,
@@ -42,7 +45,8 @@ import {
   UsageError,
   withNetErrors,
 } from "./cli.ts";
-import { nameError, parseCommand } from "./protocol.ts";
+import { nameError, ownLine, ownNameFrom, parseCommand, say } from "./protocol.ts";
+import type { Prompt } from "./terminal.ts";
 
 // The first line of a netchat server that is full (protocol.ts, say.serverFull).
 const SERVER_FULL = "ERR server full";
@@ -64,41 +68,133 @@ Options:
   --listen-only  send nothing (stdin is not read): stay and print the room
                  until the server closes
   --timestamps   print the local time (HH:MM:SS) before each line received
+  --reconnect    when the server goes away, connect again (waits of 0.5 s doubling
+                 up to 30 s) and take the same name again; ends with your input
   --trace        print this side's TCP life cycle on stderr (handshake, FINs, close)
-  --help         show this help`;
+  --help         show this help
+
+In a terminal: a prompt with line editing and Up/Down history; the room's
+lines appear above what you are typing, and your own lines as the room shows
+them. Ctrl-D or /quit leaves; Ctrl-C leaves too, and twice quits at once.
+
+Exit status: 0 when you or the server closed the connection, 1 when it could
+not be made or a full server turned you away, 2 for a bad option, 3 when the
+connection was lost (reset by the server, or timed out).`;
 
 const encoder = new TextEncoder();
 const NEWLINE = new Uint8Array([0x0a]);
 /** The input of `--listen-only`: nothing, and no end. */
-const NO_INPUT = { read: () => new Promise<number | null>(() => {}) };
+const NO_INPUT: MessageSource = { next: () => new Promise<null>(() => {}) };
 
-/** Where the client writes; tests pass their own. */
+/** Exit code: the connection was lost (reset, timed out) rather than closed by a FIN. */
+export const EXIT_CONNECTION_LOST = 3;
+/** Exit code after Ctrl-C twice: 128 + SIGINT, as shells report it. */
+const EXIT_INTERRUPTED = 130;
+/** `--reconnect`: the first wait, and the longest, in milliseconds. */
+export const RECONNECT_FIRST_MS = 500;
+export const RECONNECT_MAX_MS = 30_000;
+
+/** Messages to send, in order: each at most 255 bytes, without its "\n"; `null` when input has ended. */
+export interface MessageSource {
+  next(): Promise<Uint8Array | null>;
+}
+
+/** Where the client reads and writes; tests pass their own. */
 export interface ClientIo {
-  input: { read(buffer: Uint8Array): Promise<number | null> };
+  /** Standard input (lines, cut into messages here), or the messages typed at a prompt. */
+  input: Reader | MessageSource;
   /** Lines from the server, already made safe to print. */
   print(line: string): void | Promise<void>;
   /** Status lines: connected, closed, problems. */
   status(line: string): void;
   /** Each step of the connection's life cycle (`--trace`), or `undefined` for none. */
   trace?: (step: string) => void;
+  /** The server told us our name (welcome, rename): a prompt can show it. */
+  named?: (name: string) => void;
 }
 
 /**
- * Runs one session over an open connection; resolves with the exit code once
- * the server has closed.
+ * How a session ended: `done` (we closed first, the server closed after),
+ * `closed` (the server closed first, with its FIN), `lost` (reset or failed:
+ * the server vanished), or `output closed` (nobody reads our output).
  */
-export async function runClient(
+export type Ending =
+  | { kind: "done" }
+  | { kind: "closed"; turnedAway: boolean; kicked: boolean }
+  | { kind: "lost"; reason: string }
+  | { kind: "output closed" };
+
+/** What the client keeps from one connection to the next (`--reconnect`). */
+export interface ClientState {
+  /** The name the server last told us. */
+  name?: string;
+  /** A name we chose (`--name`, or `/nick` granted): taken again on reconnecting. */
+  chosen?: string;
+}
+
+/**
+ * The messages waiting to go out, read one ahead at most. A message read
+ * when the connection failed stays here and is sent on the next connection
+ * (`--reconnect`): input is never read and then dropped.
+ */
+export class Outgoing {
+  #source: MessageSource;
+  #next?: Promise<Uint8Array | null>;
+  #ended = Promise.withResolvers<void>();
+
+  constructor(input: Reader | MessageSource) {
+    this.#source = "next" in input ? input : messagesOf(input);
+  }
+
+  /** The next message, read if need be, kept until {@linkcode taken}. */
+  peek(): Promise<Uint8Array | null> {
+    this.#next ??= this.#source.next().then((message) => {
+      if (message === null) this.#ended.resolve();
+      return message;
+    });
+    return this.#next;
+  }
+
+  /** The message from {@linkcode peek} has been sent. */
+  taken(): void {
+    this.#next = undefined;
+  }
+
+  /** Resolves when input has ended. */
+  get ended(): Promise<void> {
+    return this.#ended.promise;
+  }
+}
+
+/** Standard input cut into messages: a line too long for one is sent as text in every piece. */
+function messagesOf(reader: Reader): MessageSource {
+  const messages = readInputMessages(reader, MAX_MESSAGE_BYTES, { piecesAsText: true });
+  return { next: async () => (await messages.next()).value ?? null };
+}
+
+/**
+ * Runs one session over an open connection: sends the messages in `outgoing`
+ * (after `/nick` for a chosen name) while printing what the server sends,
+ * and resolves once the server has closed or the connection is lost.
+ */
+export async function runSession(
   conn: Deno.TcpConn,
   io: ClientIo,
-  name?: string,
-): Promise<number> {
+  outgoing: Outgoing,
+  state: ClientState,
+): Promise<Ending> {
   conn.setNoDelay(true);
+  // A server that vanishes without a FIN or a reset is noticed when we send,
+  // or by TCP keepalive (the system's interval) when we only listen.
+  conn.setKeepAlive(true);
   const trace = (step: string) => io.trace?.(`trace ${formatAddress(conn.remoteAddr)} ${step}`);
   // Handshake: connect() returned once SYN, SYN-ACK, ACK had completed.
   trace("connected (handshake done: SYN, SYN-ACK, ACK)");
   let weClosed = false;
+  let turnedAway = false;
+  let kicked = false;
 
-  async function fromServer(): Promise<"eof" | "reset" | "output closed"> {
+  async function fromServer(): Promise<Ending> {
     // Any line-based service's lines, up to 64 KiB: the framer never holds more
     // of an unfinished line, and reports a longer one once it ends.
     const framer = new LineFramer(MAX_INCOMING_LINE_BYTES);
@@ -115,6 +211,13 @@ export async function runClient(
         const text = toDisplayText(frame);
         // A netchat server that turns us away says so first, then closes.
         if (linesShown++ === 0 && text.startsWith(SERVER_FULL)) turnedAway = true;
+        if (text === say.kicked) kicked = true;
+        const name = ownNameFrom(text, state.name);
+        if (name !== undefined && name !== state.name) {
+          state.name = name;
+          if (nameError(name) === undefined) state.chosen = name;
+          io.named?.(name);
+        }
         try {
           await io.print(text);
         } catch (error) {
@@ -130,30 +233,37 @@ export async function runClient(
       try {
         n = await conn.read(buffer);
       } catch (error) {
-        if (error instanceof Deno.errors.ConnectionReset) return "reset";
-        throw error;
+        // No FIN: a reset (the server's process or host is gone), or a timeout.
+        if (error instanceof Deno.errors.ConnectionReset) {
+          return { kind: "lost", reason: "reset by the server" };
+        }
+        return { kind: "lost", reason: errorText(error) };
       }
       if (n === null) {
         trace("FIN received (read returned EOF: the server sends no more)");
         // The server's FIN: it will send nothing more. A last line without its
         // "\n" is still shown, as nc shows it.
-        if (framer.bufferedBytes > 0 && !await show(framer.push(NEWLINE))) return "output closed";
-        return "eof";
+        if (framer.bufferedBytes > 0 && !await show(framer.push(NEWLINE))) {
+          return { kind: "output closed" };
+        }
+        return weClosed ? { kind: "done" } : { kind: "closed", turnedAway, kicked };
       }
-      if (!await show(framer.push(buffer.subarray(0, n)))) return "output closed";
+      if (!await show(framer.push(buffer.subarray(0, n)))) return { kind: "output closed" };
     }
   }
 
   async function toServer(): Promise<void> {
     try {
-      if (name !== undefined) {
-        await writeAll(conn, encoder.encode(`/nick ${name.normalize("NFC")}\n`));
+      if (state.chosen !== undefined) {
+        await writeAll(conn, encoder.encode(`/nick ${state.chosen.normalize("NFC")}\n`));
       }
-      // A line too long for one message is sent as text in every piece: no
-      // piece of it can run as a command.
-      const input = readInputMessages(io.input, MAX_MESSAGE_BYTES, { piecesAsText: true });
-      for await (const message of input) {
+      while (true) {
+        const message = await outgoing.peek();
+        // A session that has ended leaves the message to the next one (--reconnect).
+        if (ended) return;
+        if (message === null) break;
         await writeAll(conn, joinLine(message));
+        outgoing.taken();
         if (parseCommand(decodeUtf8(message))?.name === "/quit") break;
       }
       // Close, step 1: our FIN. Half-close, so the server's last lines still arrive.
@@ -161,42 +271,108 @@ export async function runClient(
       await conn.closeWrite();
       trace("FIN sent (closeWrite: no more data from the client)");
     } catch (error) {
+      // Input that cannot be read ends the client at once, in one line.
+      if (error instanceof RuntimeError) fail(error.message);
       // The server went away while we were sending: fromServer() reports how.
-      if (
-        !(error instanceof Deno.errors.BrokenPipe || error instanceof Deno.errors.ConnectionReset ||
-          error instanceof Deno.errors.NotConnected)
-      ) {
-        throw error;
-      }
+      if (!Object.values(Deno.errors).some((kind) => error instanceof kind)) throw error;
     }
   }
 
-  let done = false;
-  let turnedAway = false;
-  const sending = toServer().catch((error) => {
-    // Input that cannot be read ends the client at once, in one line.
-    if (error instanceof RuntimeError) fail(error.message);
-    // Once the connection is closed, a send still waiting for input has nowhere to go.
-    if (!done) throw error;
-  });
+  let ended = false;
+  const sending = toServer();
   try {
     const ending = await fromServer();
-    if (ending === "output closed") return 0;
-    if (ending === "reset") {
-      io.status("connection reset by server");
-      return EXIT_RUNTIME_ERROR;
-    }
-    if (weClosed) {
-      await sending;
-    } else {
-      io.status("connection closed by server");
-    }
-    return turnedAway ? EXIT_RUNTIME_ERROR : 0;
+    // After our FIN, the server's: the send side has finished.
+    if (ending.kind === "done") await sending;
+    return ending;
   } finally {
-    done = true;
-    // Both FINs have been exchanged (or the connection was reset): free the socket.
+    ended = true;
+    // Both FINs have been exchanged (or the connection was lost): free the socket.
     conn.close();
     trace("closed (socket released)");
+  }
+}
+
+/** The status line for how a session ended, if it needs one. */
+function describeEnding(ending: Ending): string | undefined {
+  if (ending.kind === "closed") return "connection closed by server";
+  if (ending.kind === "lost") return `connection lost: ${ending.reason}`;
+  return undefined;
+}
+
+/**
+ * The exit code for how the client ended: 0 when we or the server closed
+ * cleanly, 1 when a full server turned us away, {@linkcode EXIT_CONNECTION_LOST}
+ * when the connection was lost.
+ */
+export function exitCode(ending: Ending): number {
+  if (ending.kind === "lost") return EXIT_CONNECTION_LOST;
+  if (ending.kind === "closed" && ending.turnedAway) return EXIT_RUNTIME_ERROR;
+  return 0;
+}
+
+/**
+ * Runs one session over an open connection (see {@linkcode runSession}),
+ * says how it ended, and resolves with the exit code.
+ */
+export async function runClient(
+  conn: Deno.TcpConn,
+  io: ClientIo,
+  name?: string,
+): Promise<number> {
+  const ending = await runSession(conn, io, new Outgoing(io.input), { chosen: name });
+  const note = describeEnding(ending);
+  if (note !== undefined) io.status(note);
+  return exitCode(ending);
+}
+
+/**
+ * `--reconnect`'s wait before attempt `attempt` (0, 1, ...), in milliseconds:
+ * doubling from {@linkcode RECONNECT_FIRST_MS} up to
+ * {@linkcode RECONNECT_MAX_MS}, each a random time between half of that and
+ * all of it ("equal jitter"), so clients cut off together do not all come
+ * back in the same instant.
+ */
+export function reconnectDelay(attempt: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_FIRST_MS * 2 ** Math.min(attempt, 16));
+  return Math.round(ceiling / 2 + random() * ceiling / 2);
+}
+
+/**
+ * After a session the server ended, connects again with backoff until it
+ * works (resolves with the connection) or input ends (resolves `undefined`).
+ * Says each step on stderr.
+ */
+async function reconnect(
+  target: { hostname: string; port: number },
+  io: ClientIo,
+  outgoing: Outgoing,
+  why: string,
+): Promise<Deno.TcpConn | undefined> {
+  const ended = outgoing.ended.then(() => true);
+  outgoing.peek(); // a read of input is under way, so its end is seen
+  for (let attempt = 0;; attempt++) {
+    const delay = reconnectDelay(attempt);
+    io.status(`${why}; reconnecting in ${(delay / 1000).toFixed(1)} s (--reconnect)`);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const waited = new Promise<boolean>((resolve) => timer = setTimeout(resolve, delay, false));
+    const stop = await Promise.race([waited, ended]);
+    clearTimeout(timer);
+    if (stop) {
+      io.status("input ended: not reconnecting");
+      return undefined;
+    }
+    try {
+      // Handshake again: SYN, SYN-ACK, ACK.
+      const conn = await Deno.connect({ ...target, transport: "tcp" });
+      io.status(
+        `reconnected to ${formatAddress(conn.remoteAddr)} from ${formatAddress(conn.localAddr)}`,
+      );
+      return conn;
+    } catch (error) {
+      why = describeNetError("client.ts", error, "reconnect failed") ??
+        `reconnect failed: ${errorText(error)}`;
+    }
   }
 }
 
@@ -213,6 +389,7 @@ export async function main(args: string[]): Promise<number> {
     port: { type: "string", default: String(DEFAULT_PORT) },
     name: { type: "string" },
     "listen-only": { type: "boolean", default: false },
+    reconnect: { type: "boolean", default: false },
     trace: { type: "boolean", default: false },
     timestamps: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
@@ -228,7 +405,7 @@ export async function main(args: string[]): Promise<number> {
     throw new UsageError(`Cannot use --name "${flags.name}": ${nameError(flags.name)!.slice(4)}`);
   }
 
-  const conn = await withNetErrors(
+  let conn = await withNetErrors(
     "client.ts",
     `cannot connect to ${formatAddress({ transport: "tcp", hostname: host, port })}`,
     // Handshake: connect() returns once SYN, SYN-ACK, ACK have completed.
@@ -238,16 +415,69 @@ export async function main(args: string[]): Promise<number> {
     `connected to ${formatAddress(conn.remoteAddr)} from ${formatAddress(conn.localAddr)}`,
   );
 
-  const stdout = Deno.stdout;
   // Local time as HH:MM:SS, the first eight characters of toTimeString().
   const stamp = flags.timestamps ? () => new Date().toTimeString().slice(0, 8) + " " : () => "";
-  return await runClient(conn, {
+  const state: ClientState = { chosen: flags.name };
+  const stdout = Deno.stdout;
+  let io: ClientIo = {
     // Listening only: an input that never ends, so no FIN is sent before the server's.
     input: flags["listen-only"] ? NO_INPUT : standardInput("client.ts"),
     print: (line) => writeAll(stdout, encoder.encode(stamp() + line + "\n")),
     status: (line) => console.error(line),
     trace: flags.trace ? (line) => console.error(line) : undefined,
-  }, flags.name);
+  };
+  // Typing at a terminal: a prompt with line editing and history, and the
+  // room's lines printed above it. Pipes and files are read as they are.
+  let prompt: Prompt | undefined;
+  if (!flags["listen-only"] && Deno.stdin.isTerminal() && stdout.isTerminal()) {
+    // Loaded only here: piped runs need neither readline nor node:process.
+    const { Prompt } = await import("./terminal.ts");
+    const { default: process } = await import("node:process");
+    let interrupts = 0;
+    prompt = new Prompt({ input: process.stdin, output: process.stdout, errors: process.stderr }, {
+      typed: (_line, messages) => {
+        const shown = messages.map((m) => state.name && ownLine(state.name, decodeUtf8(m)));
+        return shown.every((line) => line !== undefined) ? shown.map((line) => stamp() + line) : [];
+      },
+      interrupted: () => {
+        // Ctrl-C leaves as Ctrl-D does (our FIN, then the server's last lines); twice, at once.
+        if (interrupts++ > 0) fail("client.ts: interrupted", EXIT_INTERRUPTED);
+        prompt!.status("leaving (Ctrl-C again to quit at once)");
+        prompt!.close();
+      },
+    });
+    const shown = prompt;
+    io = {
+      ...io,
+      input: shown,
+      print: (line) => shown.print(stamp() + line),
+      status: (line) => shown.status(line),
+      trace: flags.trace ? (line) => shown.status(line) : undefined,
+      named: (name) => shown.name = name,
+    };
+  }
+
+  const outgoing = new Outgoing(io.input);
+  try {
+    while (true) {
+      const ending = await runSession(conn, io, outgoing, state);
+      const note = describeEnding(ending);
+      const again = flags.reconnect && (ending.kind === "closed" || ending.kind === "lost") &&
+        !(ending.kind === "closed" && ending.kicked);
+      if (!again) {
+        if (note !== undefined) io.status(note);
+        return exitCode(ending);
+      }
+      if (prompt) prompt.accepting = false;
+      const next = await reconnect({ hostname: host, port }, io, outgoing, note!);
+      if (next === undefined) return exitCode(ending);
+      if (prompt) prompt.accepting = true;
+      conn = next;
+    }
+  } finally {
+    // Out of raw mode, whatever happened: the shell gets its terminal back.
+    prompt?.close();
+  }
 }
 
 if (import.meta.main) runMain("client.ts", () => main(Deno.args));

@@ -232,6 +232,19 @@ export function messageText(line: string): string {
   return line.startsWith(TEXT_PREFIX) ? line.slice(1) : line;
 }
 
+/**
+ * Reads the argument of `/msg NAME text` (already sanitised): the name is up to
+ * the first white space, the text is the rest, trimmed. `undefined` when
+ * either is missing (the room answers {@linkcode say}.msgUsage).
+ */
+export function parsePrivate(argument: string): { to: string; text: string } | undefined {
+  const space = argument.search(/\s/);
+  if (space === -1) return undefined;
+  const to = argument.slice(0, space);
+  const text = argument.slice(space + 1).trim();
+  return to === "" || text === "" ? undefined : { to, text };
+}
+
 /** What a client in the room is shown as in `/list`. */
 export interface ListEntry {
   id: number;
@@ -258,6 +271,8 @@ export const say = {
   alreadyNamed: (name: string) => `* you are already ${name}`,
   action: (name: string, text: string) => `* ${name} ${text}`,
   private: (name: string, text: string) => `<${name}> (private) ${text}`,
+  /** How the sender's own client shows a private line it sent (the room never sends this). */
+  privateTo: (name: string, to: string, text: string) => `<${name}> (private to ${to}) ${text}`,
   msgUsage: "ERR usage: /msg NAME text",
   meUsage: "ERR usage: /me text",
   noSuchName: (name: string) => `ERR no such name: ${name}`,
@@ -291,3 +306,49 @@ export const say = {
  * `client.ts`'s incoming bound.
  */
 export const MAX_SERVER_LINE_BYTES = 512;
+
+/**
+ * How the room shows a line a member sent, so that a client can show its own
+ * messages as the others see them: `<alice> text`, `* alice waves` for
+ * `/me waves`, `<alice> (private to bob) hi` for `/msg bob hi` (the form bob
+ * sees is `<alice> (private) hi`). `undefined` for any other command and for
+ * a line the room relays to nobody (empty once sanitised, a `/me` or `/msg`
+ * without its text): the client leaves those as typed.
+ *
+ * @example
+ * ```ts
+ * import { ownLine } from "./protocol.ts";
+ * ownLine("alice", "/me waves"); // "* alice waves"
+ * ownLine("alice", "/list"); // undefined
+ * ```
+ */
+export function ownLine(name: string, line: string): string | undefined {
+  const command = readCommand(line);
+  if (command === undefined) {
+    const text = sanitize(messageText(line));
+    return text === "" ? undefined : say.relay(name, text);
+  }
+  if (command.name === "/me" && command.argument !== "") return say.action(name, command.argument);
+  const message = command.name === "/msg" ? parsePrivate(command.argument) : undefined;
+  return message && say.privateTo(name, message.to, message.text);
+}
+
+// The welcome line around the name it gives: "* welcome, you are " and " (type ...)".
+const [WELCOME_BEFORE, WELCOME_AFTER] = (() => say.welcome("\0").split("\0"))();
+
+/**
+ * The client's own name as a netchat server tells it: the name in the
+ * welcome line, or the new name in `* OLD is now NEW` when OLD is `current`
+ * (only the renamed member and the room see that line, and no member can
+ * forge it: relayed lines begin with `<`). Otherwise `current`.
+ */
+export function ownNameFrom(line: string, current: string | undefined): string | undefined {
+  if (line.startsWith(WELCOME_BEFORE) && line.endsWith(WELCOME_AFTER)) {
+    return line.slice(WELCOME_BEFORE.length, line.length - WELCOME_AFTER.length);
+  }
+  const renamed = current === undefined ? undefined : say.renamed(current, "");
+  if (renamed !== undefined && line.startsWith(renamed) && line.length > renamed.length) {
+    return line.slice(renamed.length);
+  }
+  return current;
+}

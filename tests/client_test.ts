@@ -3,7 +3,7 @@
  * with stdin and stdout replaced by test doubles.
  */
 import assert from "node:assert/strict";
-import { runClient } from "../client.ts";
+import { EXIT_CONNECTION_LOST, RECONNECT_MAX_MS, reconnectDelay, runClient } from "../client.ts";
 import { writeAll } from "../line_buffer.ts";
 import { startServer } from "../server.ts";
 import {
@@ -14,9 +14,11 @@ import {
   LONG_LINES,
   LONG_LINES_RELAYED,
   NEEDS_SPAWN,
+  runProgram,
   runScript,
   startScriptServer,
   TestServer,
+  within,
 } from "./util.ts";
 
 /** Stands in for stdin: hands out the chunks it is given, ends when told. */
@@ -380,5 +382,141 @@ Deno.test({
       assert.equal((await finish(client)).code, 0);
       assert.equal((await finish(server)).code, 0);
     }
+  },
+});
+
+/** Accepts one connection, sends a line, then aborts it with RST (SO_LINGER 0); prints its port. */
+const RESETTING_SERVER = `
+import socket, struct
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(1)
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept()
+c.sendall(b"* hello\\n")
+c.recv(1)
+c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+c.close()
+`;
+
+Deno.test({
+  name: "client tells a server that vanished (reset) from one that closed: message and exit 3",
+  ignore: NEEDS_SPAWN,
+  async fn() {
+    const server = runProgram("python3", ["-c", RESETTING_SERVER]);
+    const port = Number(await server.stdout.line());
+    const input = new Input();
+    const output = new Output();
+    const running = runClient(await connect(port), { input, ...output });
+    await output.waitFor(1);
+    input.type("x\n"); // the server resets once it has read a byte
+    assert.equal(await running, EXIT_CONNECTION_LOST);
+    assert.deepEqual(output.printed, ["* hello"]);
+    assert.deepEqual(output.statuses, ["connection lost: reset by the server"]);
+    input.end();
+    assert.equal((await finish(server)).code, 0);
+  },
+});
+
+Deno.test("reconnectDelay doubles from 0.5 s to at most 30 s, each between half and all of it", () => {
+  const ceilings = [500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000];
+  ceilings.forEach((ceiling, attempt) => {
+    assert.equal(reconnectDelay(attempt, () => 0), ceiling / 2);
+    assert.equal(reconnectDelay(attempt, () => 1), ceiling);
+  });
+  assert.equal(reconnectDelay(1000, () => 1), RECONNECT_MAX_MS);
+});
+
+Deno.test({
+  name:
+    "client.ts --reconnect comes back to a restarted server, takes its name, then ends with input",
+  ignore: NEEDS_SPAWN,
+  async fn() {
+    const first = await startScriptServer("server.ts");
+    const client = runScript("client.ts", [
+      "--port",
+      String(first.port),
+      "--name",
+      "dave",
+      "--reconnect",
+    ]);
+    await first.stdout.until((line) => line.includes("-> dave"));
+    first.child.kill("SIGTERM");
+    assert.equal((await first.child.status).code, 0);
+    await Promise.all([first.stdout.rest(), first.stderr.rest()]);
+    assert.match(
+      await client.stderr.until((line) => line.startsWith("connection closed")),
+      /^connection closed by server; reconnecting in \d\.\d s \(--reconnect\)$/,
+    );
+    const second = runScript("server.ts", ["--port", String(first.port)]);
+    try {
+      // Back under the same name, and a line piped in now reaches the new room.
+      await within(10_000, "dave back", second.stdout.until((line) => line.includes("-> dave")));
+      assert.match(
+        await client.stderr.until((l) => l.startsWith("reconnected")),
+        /^reconnected to 127\.0\.0\.1:/,
+      );
+      await client.stdin.write(bytes("still here\n"));
+      await second.stdout.until((line) => line.endsWith("<dave> still here"));
+      // End of input: the usual half-close, and no more reconnecting.
+      await client.stdin.close();
+      assert.equal((await client.child.status).code, 0);
+      await second.stdout.until((line) => line.endsWith("dave (eof)"));
+    } finally {
+      second.child.kill("SIGTERM");
+      await second.child.status;
+      await Promise.all([
+        second.stdout.rest(),
+        second.stderr.rest(),
+        client.stdout.rest(),
+        client.stderr.rest(),
+      ]);
+    }
+  },
+});
+
+Deno.test({
+  name: "client.ts --reconnect stops when its input ends while the server is away",
+  ignore: NEEDS_SPAWN,
+  async fn() {
+    const server = await startScriptServer("server.ts");
+    const client = runScript("client.ts", ["--port", String(server.port), "--reconnect"]);
+    await server.stdout.until((line) => line.includes("connected 127.0.0.1"));
+    server.child.kill("SIGTERM");
+    await server.child.status;
+    await client.stderr.until((line) => line.includes("reconnecting in"));
+    await client.stdin.close();
+    assert.equal(
+      await client.stderr.until((l) => l.startsWith("input ended")),
+      "input ended: not reconnecting",
+    );
+    assert.equal((await client.child.status).code, 0);
+    await Promise.all([
+      server.stdout.rest(),
+      server.stderr.rest(),
+      client.stdout.rest(),
+      client.stderr.rest(),
+    ]);
+  },
+});
+
+Deno.test({
+  name: "client.ts --reconnect does not come back after a kick",
+  ignore: NEEDS_SPAWN,
+  async fn() {
+    await using server = new TestServer();
+    const client = runScript("client.ts", [
+      "--port",
+      String(server.port),
+      "--listen-only",
+      "--reconnect",
+    ]);
+    const line = await server.waitLog((line) => line.startsWith("connected "));
+    server.server.console(`/kick ${/id=(\d+)/.exec(line)![1]}`);
+    assert.equal((await client.child.status).code, 0);
+    assert.equal((await client.stdout.rest()).at(-1), "* kicked by server");
+    const statuses = await client.stderr.rest();
+    assert.match(statuses[0], /^connected to /);
+    assert.deepEqual(statuses.slice(1), ["connection closed by server"]);
   },
 });

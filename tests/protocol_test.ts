@@ -13,7 +13,10 @@ import {
   messageText,
   nameError,
   nameKey,
+  ownLine,
+  ownNameFrom,
   parseCommand,
+  parsePrivate,
   say,
   SERVER_NAME,
 } from "../protocol.ts";
@@ -496,4 +499,33 @@ Deno.test("nameKey() makes Thai SARA AM and its NFKC spelling one name", () => {
     nameKey("\u0e2a\u0e33\u0e23\u0e32\u0e0d"),
     nameKey("\u0e2a\u0e4d\u0e32\u0e23\u0e32\u0e0d"),
   );
+});
+
+Deno.test("ownLine shows a sent line as the room shows it; other commands and empty lines not", () => {
+  assert.equal(ownLine("alice", "hello"), "<alice> hello");
+  assert.equal(ownLine("alice", "//quit is text"), "<alice> /quit is text");
+  assert.equal(ownLine("alice", "a\x1b[31mred\x07"), "<alice> ared");
+  assert.equal(ownLine("alice", "/me waves"), "* alice waves");
+  assert.equal(ownLine("alice", "/ME  waves "), "* alice waves");
+  assert.equal(ownLine("alice", "/msg bob  psst  "), "<alice> (private to bob) psst");
+  for (const line of ["/me", "/msg bob", "/msg", "/list", "/nick x", "/quit", "", "\x07"]) {
+    assert.equal(ownLine("alice", line), undefined, JSON.stringify(line));
+  }
+});
+
+Deno.test("parsePrivate reads /msg's name and text as the room does", () => {
+  assert.deepEqual(parsePrivate("bob hi there"), { to: "bob", text: "hi there" });
+  assert.deepEqual(parsePrivate("bob\thi"), { to: "bob", text: "hi" });
+  assert.equal(parsePrivate("bob"), undefined);
+  assert.equal(parsePrivate("bob   "), undefined);
+  assert.equal(parsePrivate(""), undefined);
+});
+
+Deno.test("ownNameFrom follows the welcome and our own renames, not others' lines", () => {
+  assert.equal(ownNameFrom(say.welcome("user7"), undefined), "user7");
+  assert.equal(ownNameFrom(say.renamed("user7", "小明"), "user7"), "小明");
+  assert.equal(ownNameFrom(say.renamed("bob", "carol"), "小明"), "小明");
+  assert.equal(ownNameFrom(say.relay("bob", "* welcome, you are x"), "小明"), "小明");
+  assert.equal(ownNameFrom(say.relay("user7", "is now admin"), "user7"), "user7");
+  assert.equal(ownNameFrom("* user7 is now ", "user7"), "user7");
 });
