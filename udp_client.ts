@@ -6,9 +6,11 @@
  * UDP has no connection, so there is nothing to open or close: the client
  * binds its own port and trades datagrams with one address, ignoring any
  * other sender. At the end of piped input it keeps printing until --wait ms
- * pass in silence, as `nc -u -q` does. With --expect-reply it is honest about
- * loss: stop-and-wait, each datagram resent until answered or out of retries,
- * and a count of what was lost at the end.
+ * pass in silence, as `nc -u -q` does. At a terminal (or with --join) it is a
+ * member of the chat room for as long as it runs: it joins at once, keeps the
+ * membership alive with empty datagrams, and leaves with /quit on Ctrl-C. With
+ * --expect-reply it is honest about loss: stop-and-wait, each datagram resent
+ * until answered or out of retries, and a count of what was lost at the end.
  *
  *   deno run --allow-net udp_client.ts --name alice
  *   seq 1 200 | deno run --allow-net udp_client.ts --port 9091 --expect-reply
@@ -27,6 +29,7 @@ import {
   parseFlags,
   parseHost,
   parseInteger,
+  parseSeconds,
   runMain,
   RuntimeError,
   standardInput,
@@ -41,12 +44,22 @@ Sends each line you type (or pipe) as one datagram to a netchat UDP server
 or any UDP service, and prints what that address sends back; datagrams from
 anybody else are ignored. /quit sends /quit and exits.
 
+At a terminal the client joins the chat room at once, keeps its membership
+alive and sends /quit on Ctrl-C; --join does the same for piped input.
+
 Options:
   --host HOST      server address (default ${DEFAULT_HOST})
   --port PORT      server port (default ${DEFAULT_PORT})
   --name NAME      take this name first (sends /nick NAME)
   --wait MS        after the input ends, print replies until MS ms pass in silence
                    (default 1000)
+  --join           be a member of the chat room while running: join at once (an empty
+                   datagram, or /nick NAME with --name), say so if nothing answers in
+                   3 s, keep the membership alive, send /quit on Ctrl-C (exit 130) and
+                   when the input ends; on by itself when the input is a terminal
+  --keepalive S    when joined, send an empty datagram every S seconds so the room does
+                   not forget a silent reader; fractions allowed, 0 for never
+                   (default 60)
   --expect-reply   stop-and-wait: every datagram must be answered (an echo server or
                    any service that answers each one, not the chat room); each goes
                    from a port of its own, so a late answer is not taken for the next
@@ -59,6 +72,15 @@ Options:
 export const DEFAULT_WAIT_MS = 1000;
 export const DEFAULT_TIMEOUT_MS = 1000;
 export const DEFAULT_RETRIES = 3;
+/**
+ * A fifth of the server's default --peer-timeout (300 s): four keepalives in a
+ * row can be lost before the room forgets a silent reader.
+ */
+export const DEFAULT_KEEPALIVE_S = 60;
+/** How long a joining client waits for any answer before it says nothing answered. */
+export const DEFAULT_ANSWER_WAIT_MS = 3000;
+/** The exit code after Ctrl-C: 128 + SIGINT, as the shell reports a program it stopped. */
+export const EXIT_INTERRUPTED = 130;
 // Bounds for the flags: ten minutes of waiting, a hundred resends.
 const MAX_WAIT_MS = 600_000;
 const MAX_RETRIES = 100;
@@ -78,6 +100,16 @@ export interface UdpClientOptions {
   expectReply?: { timeoutMs: number; retries: number };
   /** A person at a terminal: /quit exits at once instead of waiting for replies. */
   interactive?: boolean;
+  /**
+   * Be a member of the chat room for the whole session (a terminal, or
+   * --join; ignored with `expectReply`). The first datagram is the join: empty,
+   * or `/nick NAME` with `name`. Then an empty datagram every `keepaliveMs`
+   * (0: none), and `/quit` when the session ends. If nothing at all comes back
+   * within `answerWaitMs` (default 3000) of the join, one status line says so.
+   */
+  join?: { keepaliveMs: number; answerWaitMs?: number };
+  /** Ctrl-C: when it aborts, the client sends `/quit` and resolves with 130 at once. */
+  interrupt?: AbortSignal;
 }
 
 /** Where the client reads and writes; tests pass their own. */
@@ -236,8 +268,13 @@ export async function runUdpClient(
     return undefined;
   }
 
+  const join = expect === undefined ? options.join : undefined;
+  const nick = options.name === undefined
+    ? undefined
+    : encoder.encode(`/nick ${options.name.normalize("NFC")}`);
   const messages = async function* () {
-    if (options.name !== undefined) yield encoder.encode(`/nick ${options.name.normalize("NFC")}`);
+    // A joining client sends the /nick as its join: the room then announces the name once.
+    if (nick !== undefined && join === undefined) yield nick;
     // A line too long for one datagram is sent as text in every piece: no
     // piece of it can run as a command.
     yield* readInputMessages(io.input, MAX_MESSAGE_BYTES, { piecesAsText: true });
@@ -299,13 +336,25 @@ export async function runUdpClient(
     return sent === answered ? 0 : EXIT_RUNTIME_ERROR;
   }
 
-  /** Prints what the server sends until the socket is closed; each datagram restarts `silence`. */
+  let noAnswer: ReturnType<typeof setTimeout> | undefined;
+  let keepalive: ReturnType<typeof setInterval> | undefined;
+  let keepaliveSent = Promise.resolve(true);
+  let silenceTimer: ReturnType<typeof setTimeout> | undefined;
+  let quitSent = false;
+  let stopped = false;
+
+  /** Prints what the server sends until the socket is closed; each line restarts `silence`. */
   let onServerDatagram = () => {};
   const receiving = (async () => {
     const buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
     while (true) {
       const datagram = await receiveFromServer(socket, buffer);
       if (datagram === undefined) return;
+      clearTimeout(noAnswer);
+      // An echo service sends our empty join and keepalives back: they answer
+      // the join, but show nothing and do not put off the end of a --wait
+      // (the chat room never sends an empty datagram).
+      if (join !== undefined && datagram.length === 0) continue;
       onServerDatagram();
       await printDatagram(datagram);
     }
@@ -314,28 +363,73 @@ export async function runUdpClient(
   /** Resolves once `waitMs` pass without a datagram from the server. */
   function silence(): Promise<void> {
     return new Promise((resolve) => {
-      let timer = setTimeout(resolve, waitMs);
+      silenceTimer = setTimeout(resolve, waitMs);
       onServerDatagram = () => {
-        clearTimeout(timer);
-        timer = setTimeout(resolve, waitMs);
+        clearTimeout(silenceTimer);
+        silenceTimer = setTimeout(resolve, waitMs);
       };
     });
   }
 
-  try {
-    let quit = false;
+  /** Sends the input, then waits for the replies unless a person typed /quit. */
+  async function converse(): Promise<void> {
     for await (const message of messages()) {
+      if (stopped) return;
       await send(socket, asLine(message));
-      quit = isQuit(message);
-      if (quit) break;
+      if (isQuit(message)) {
+        quitSent = true;
+        if (options.interactive) return;
+        break;
+      }
     }
     // No close to wait for: what the server still sends arrives in the next moments, or never.
-    if (!(quit && options.interactive)) await silence();
+    if (!stopped) await silence();
+  }
+
+  const interrupted = new Promise<true>((resolve) => {
+    if (options.interrupt?.aborted) resolve(true);
+    options.interrupt?.addEventListener("abort", () => resolve(true), { once: true });
+  });
+
+  try {
+    if (join !== undefined) {
+      const waitMs = join.answerWaitMs ?? DEFAULT_ANSWER_WAIT_MS;
+      // Set before the join goes out, so an answer that comes at once clears it.
+      noAnswer = setTimeout(() => {
+        io.status(
+          `udp_client.ts: no answer from ${serverAddress} in ${waitMs / 1000} s ` +
+            `(is a netchat UDP server listening there?)`,
+        );
+      }, waitMs);
+      // The join: the room takes a first good datagram as one, and relays nothing for an empty one.
+      await send(socket, nick === undefined ? new Uint8Array() : asLine(nick));
+      if (join.keepaliveMs > 0) {
+        // Any datagram counts as activity for the room; an empty one says nothing.
+        keepalive = setInterval(() => {
+          keepaliveSent = send(socket, new Uint8Array());
+        }, join.keepaliveMs);
+      }
+    }
+    // On Ctrl-C a read of the input in progress cannot be cancelled: it is left
+    // behind (the process exits under it), and `stopped` keeps it from sending.
+    const wasInterrupted = await Promise.race([converse().then(() => false), interrupted]);
+    stopped = true;
+    clearInterval(keepalive);
+    await keepaliveSent;
+    // A client that joined by itself leaves by itself, and Ctrl-C leaves too:
+    // otherwise the room lists the peer until its timeout.
+    if (!quitSent && (wasInterrupted || join !== undefined)) {
+      await send(socket, asLine(encoder.encode("/quit")));
+    }
+    return wasInterrupted ? EXIT_INTERRUPTED : 0;
   } finally {
+    stopped = true;
+    clearInterval(keepalive);
+    clearTimeout(noAnswer);
+    clearTimeout(silenceTimer);
     close(socket);
     await receiving.catch(() => {});
   }
-  return 0;
 }
 
 /** Where to bind: the loopback the server is on, or every interface of its family. */
@@ -357,6 +451,8 @@ export async function main(args: string[]): Promise<number> {
     port: { type: "string", default: String(DEFAULT_PORT) },
     name: { type: "string" },
     wait: { type: "string", default: String(DEFAULT_WAIT_MS) },
+    join: { type: "boolean", default: false },
+    keepalive: { type: "string" },
     "expect-reply": { type: "boolean", default: false },
     timeout: { type: "string" },
     retries: { type: "string" },
@@ -377,7 +473,22 @@ export async function main(args: string[]): Promise<number> {
     if (flags.retries !== undefined) throw new UsageError("--retries needs --expect-reply");
   } else if (flags.name !== undefined) {
     throw new UsageError("--name cannot be used with --expect-reply (/nick would be a request)");
+  } else if (flags.join) {
+    throw new UsageError("--join cannot be used with --expect-reply (each request is a new peer)");
+  } else if (flags.keepalive !== undefined) {
+    throw new UsageError("--keepalive cannot be used with --expect-reply");
   }
+  const interactive = Deno.stdin.isTerminal();
+  // A person at a terminal is a member for as long as the client runs; a pipe, only if asked.
+  const joining = flags.join || (interactive && !flags["expect-reply"]);
+  if (!joining && flags.keepalive !== undefined) {
+    throw new UsageError("--keepalive needs --join when the input is not a terminal");
+  }
+  const keepaliveS = parseSeconds(
+    "--keepalive",
+    flags.keepalive ?? String(DEFAULT_KEEPALIVE_S),
+    "never",
+  );
   const options: UdpClientOptions = {
     server: { transport: "udp", hostname: host, port },
     name: flags.name,
@@ -398,7 +509,8 @@ export async function main(args: string[]): Promise<number> {
         ),
       }
       : undefined,
-    interactive: Deno.stdin.isTerminal(),
+    interactive,
+    join: joining ? { keepaliveMs: keepaliveS * 1000 } : undefined,
   };
 
   // Replies are recognised by their source, so the server's name must become its address.
@@ -420,11 +532,22 @@ export async function main(args: string[]): Promise<number> {
       `sending to ${formatAddress(options.server)} from ${formatAddress(socket.addr)} (udp)`,
     );
   }
-  return await runUdpClient(socket, options, {
-    input: standardInput("udp_client.ts"),
-    print: (line) => console.log(line),
-    status: (line) => console.error(line),
-  });
+  // Ctrl-C leaves the room with /quit; without a membership it stops the client as always.
+  const interrupt = new AbortController();
+  const onInterrupt = () => interrupt.abort();
+  if (joining) {
+    options.interrupt = interrupt.signal;
+    Deno.addSignalListener("SIGINT", onInterrupt);
+  }
+  try {
+    return await runUdpClient(socket, options, {
+      input: standardInput("udp_client.ts"),
+      print: (line) => console.log(line),
+      status: (line) => console.error(line),
+    });
+  } finally {
+    if (joining) Deno.removeSignalListener("SIGINT", onInterrupt);
+  }
 }
 
 if (import.meta.main) runMain("udp_client.ts", () => main(Deno.args));

@@ -1,12 +1,20 @@
 import assert from "node:assert/strict";
-import { canonicalIp, runUdpClient, type UdpClientOptions } from "../udp_client.ts";
-import { startUdpServer, type UdpServer } from "../udp_server.ts";
+import {
+  canonicalIp,
+  DEFAULT_KEEPALIVE_S,
+  EXIT_INTERRUPTED,
+  runUdpClient,
+  type UdpClientOptions,
+} from "../udp_client.ts";
+import { DEFAULT_PEER_TIMEOUT_S, startUdpServer, type UdpServer } from "../udp_server.ts";
+import { formatAddress } from "../cli.ts";
 import { say } from "../protocol.ts";
 import {
   bytes,
   LONG_LINES,
   LONG_LINES_RELAYED,
   NEEDS_SPAWN,
+  runProgram,
   runScript,
   startScriptServer,
   streamSource,
@@ -450,7 +458,16 @@ Deno.test({
   fn: async () => {
     const help = await runClientScript(["--help"], "");
     assert.equal(help.code, 0);
-    for (const flag of ["--host", "--port", "--name", "--wait", "--expect-reply", "--timeout"]) {
+    const flags = [
+      "--host",
+      "--port",
+      "--name",
+      "--wait",
+      "--join",
+      "--keepalive",
+      "--expect-reply",
+    ];
+    for (const flag of [...flags, "--timeout", "--retries"]) {
       assert.ok(help.stdout.some((line) => line.trimStart().startsWith(flag)), flag);
     }
     const cases: [string[], string][] = [
@@ -465,6 +482,16 @@ Deno.test({
         "--name cannot be used with --expect-reply (/nick would be a request)",
       ],
       [["--name", "server"], 'Cannot use --name "server": name reserved: server'],
+      [
+        ["--expect-reply", "--join"],
+        "--join cannot be used with --expect-reply (each request is a new peer)",
+      ],
+      [["--expect-reply", "--keepalive", "5"], "--keepalive cannot be used with --expect-reply"],
+      [["--keepalive", "5"], "--keepalive needs --join when the input is not a terminal"],
+      [
+        ["--join", "--keepalive", "soon"],
+        'Cannot parse --keepalive "soon": must be seconds from 0 (never), at most 86400',
+      ],
     ];
     for (const [args, message] of cases) {
       const result = await runClientScript(args, "");
@@ -527,6 +554,310 @@ Deno.test({
       const texts = seen.filter((text) => text.startsWith("<user2> ")).map((text) => text.slice(8));
       assert.deepEqual(texts, LONG_LINES_RELAYED);
     } finally {
+      await server.shutdown();
+    }
+  },
+});
+
+// ---- a member for the whole session: at a terminal, or --join
+
+/** Lines as they come (a server's log, a client's output), which a test can wait for. */
+class Lines {
+  readonly all: string[] = [];
+  #waiters: { check: () => boolean }[] = [];
+
+  /** Adds a line; a bound function, to pass as a log or print callback. */
+  push = (line: string): void => {
+    this.all.push(line);
+    this.#waiters = this.#waiters.filter((waiter) => !waiter.check());
+  };
+
+  /**
+   * Resolves with the `count`-th line, past or future, that is `match` (or
+   * matches it); fails after 5 s.
+   */
+  waitFor(match: string | RegExp, count = 1): Promise<string> {
+    const matches = (line: string) => typeof match === "string" ? line === match : match.test(line);
+    const found = new Promise<string>((resolve) => {
+      const check = () => {
+        const seen = this.all.filter(matches);
+        if (seen.length < count) return false;
+        resolve(seen[count - 1]);
+        return true;
+      };
+      if (!check()) this.#waiters.push({ check });
+    });
+    return within(5000, `line ${count} matching ${match}`, found);
+  }
+
+  count(match: string): number {
+    return this.all.filter((line) => line === match).length;
+  }
+}
+
+/** Starts the client in-process; the test can wait on what it prints and reports. */
+function startClient(
+  options: Partial<UdpClientOptions> & { server: Deno.NetAddr },
+  input: { read(buffer: Uint8Array): Promise<number | null> },
+) {
+  const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const printed = new Lines();
+  const status = new Lines();
+  const code = runUdpClient(socket, { waitMs: 50, ...options }, {
+    input,
+    print: printed.push,
+    status: status.push,
+  });
+  return { at: formatAddress(socket.addr), printed, status, code };
+}
+
+/** A chat room on 127.0.0.1 whose log the test can wait on. */
+function chatServer(options: { peerTimeoutMs?: number } = {}) {
+  const log = new Lines();
+  const server = startUdpServer({ host: "127.0.0.1", port: 0, ...options, log: log.push });
+  return { server, log };
+}
+
+Deno.test("joining, the client is in the room and welcomed before it sends a line", async () => {
+  const { server, log } = chatServer();
+  const typed = typedInput();
+  try {
+    const client = startClient({ server: server.addr, join: { keepaliveMs: 0 } }, typed.input);
+    await client.printed.waitFor(say.welcome("user1"));
+    assert.equal(server.peerCount, 1);
+    // The join was an empty datagram: nothing typed, nothing relayed.
+    assert.deepEqual(log.all.filter((line) => line.startsWith(`datagram from ${client.at}`)), [
+      `datagram from ${client.at}: 0 bytes`,
+    ]);
+    // At the end of the input it leaves by itself, rather than wait for the peer timeout.
+    await typed.end();
+    await log.waitFor(`left ${client.at} id=1 user1 (quit)`);
+    assert.equal(await client.code, 0);
+    assert.deepEqual(client.status.all, []);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("joining with --name, the join is /nick NAME: the room announces the name once", async () => {
+  const { server } = chatServer();
+  using observer = new TestPeer();
+  const typed = typedInput();
+  try {
+    await observer.send(server.addr, "/nick observer");
+    assert.equal(await observer.next(), say.welcome("observer"));
+    const client = startClient(
+      { server: server.addr, name: "小明", join: { keepaliveMs: 0 } },
+      typed.input,
+    );
+    await client.printed.waitFor(say.welcome("小明"));
+    await typed.type("你好");
+    // Joined under the name: no "* user2 joined", no rename.
+    assert.equal(await observer.next(), say.joined("小明"));
+    assert.equal(await observer.next(), "<小明> 你好");
+    await typed.end();
+    assert.equal(await observer.next(), say.left("小明", "quit"));
+    assert.equal(await client.code, 0);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("joined, keepalives keep a silent reader in a room that forgets silent peers after 0.5 s", async () => {
+  const { server, log } = chatServer({ peerTimeoutMs: 500 });
+  using silent = new TestPeer();
+  const typed = typedInput();
+  try {
+    const client = startClient({ server: server.addr, join: { keepaliveMs: 100 } }, typed.input);
+    await client.printed.waitFor(say.welcome("user1"));
+    // A peer that joins and then says nothing is forgotten: the timeout is live.
+    await silent.send(server.addr, "");
+    await log.waitFor(`left ${formatAddress(silent.addr)} id=2 user2 (idle timeout)`);
+    // Three more peer timeouts' worth of keepalives (0.1 s apart): still a member.
+    const keepalive = `datagram from ${client.at}: 0 bytes`;
+    await log.waitFor(keepalive, log.count(keepalive) + 15);
+    assert.equal(server.peerCount, 1);
+    assert.ok(!log.all.some((line) => line.startsWith(`left ${client.at} `)), "not timed out");
+    await typed.end();
+    await log.waitFor(`left ${client.at} id=1 user1 (quit)`);
+    assert.equal(await client.code, 0);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("the default keepalive leaves room for four lost keepalives within the default peer timeout", () => {
+  assert.ok(DEFAULT_KEEPALIVE_S * 5 <= DEFAULT_PEER_TIMEOUT_S);
+});
+
+Deno.test("joined, a server that never answers gets one line, and a later answer is still shown", async () => {
+  using mute = new TestPeer(); // bound, so no ICMP either: it just never answers
+  const typed = typedInput();
+  const client = startClient(
+    { server: mute.addr, join: { keepaliveMs: 0, answerWaitMs: 50 } },
+    typed.input,
+  );
+  const [join, from] = await mute.receiveFrom();
+  assert.equal(join.length, 0, "the join is an empty datagram");
+  const warning = `udp_client.ts: no answer from 127.0.0.1:${mute.addr.port} in 0.05 s ` +
+    `(is a netchat UDP server listening there?)`;
+  assert.equal(await client.status.waitFor(/no answer/), warning);
+  await mute.send(from, "late\n");
+  await client.printed.waitFor("late");
+  await typed.end();
+  assert.equal(await mute.next(), "/quit");
+  assert.equal(await client.code, 0);
+  assert.deepEqual(client.status.all, [warning]);
+  assert.deepEqual(client.printed.all, ["late"]);
+});
+
+Deno.test("joined to an echo service, the echoed join and keepalives print nothing", async () => {
+  const log = new Lines();
+  const server = startUdpServer({ host: "127.0.0.1", port: 0, mode: "echo", log: log.push });
+  const typed = typedInput();
+  try {
+    const client = startClient(
+      { server: server.addr, join: { keepaliveMs: 20, answerWaitMs: 5000 } },
+      typed.input,
+    );
+    await log.waitFor(`datagram from ${client.at}: 0 bytes`, 5);
+    await typed.type("你好");
+    await client.printed.waitFor("你好");
+    await typed.end();
+    // Echoed keepalives (every 20 ms) are not the server talking: --wait (50 ms) still ends.
+    assert.equal(await within(5000, "the end of --wait", client.code), 0);
+    // The echo of the /quit sent at the end may come before the socket closes.
+    assert.deepEqual(client.printed.all.filter((line) => line !== "/quit"), ["你好"]);
+    assert.deepEqual(client.status.all, [], "the echoed join counts as an answer");
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("joined, Ctrl-C sends /quit and ends the client with 130 at once", async () => {
+  using fake = new TestPeer();
+  const typed = typedInput();
+  const interrupt = new AbortController();
+  const client = startClient({
+    server: fake.addr,
+    waitMs: 60_000,
+    join: { keepaliveMs: 0 },
+    interrupt: interrupt.signal,
+  }, typed.input);
+  assert.equal(await fake.next(), "");
+  await typed.type("hi");
+  assert.equal(await fake.next(), "hi");
+  interrupt.abort();
+  assert.equal(await fake.next(), "/quit");
+  assert.equal(await client.code, EXIT_INTERRUPTED);
+  await typed.end();
+});
+
+Deno.test({
+  name: "udp_client.ts from a pipe without --join sends its lines and nothing else",
+  ignore: NEEDS_SPAWN,
+  fn: async () => {
+    using fake = new TestPeer();
+    using marker = new TestPeer();
+    const result = await runClientScript(
+      ["--port", String(fake.addr.port), "--wait", "50"],
+      "hi\n",
+    );
+    assert.deepEqual(result, { code: 0, stdout: [], stderr: [] });
+    // All it sent is queued at the fake by now: no join before the line, no /quit after it.
+    await marker.send(fake.addr, "marker");
+    assert.deepEqual([await fake.next(), await fake.next()], ["hi", "marker"]);
+  },
+});
+
+Deno.test({
+  name: "udp_client.ts --join: SIGINT makes the room say it left (quit), exit 130",
+  ignore: NEEDS_SPAWN,
+  fn: async () => {
+    const { server, log } = chatServer();
+    const client = runScript("udp_client.ts", ["--port", String(server.addr.port), "--join"], {
+      permissions: scriptPermissions,
+    });
+    try {
+      // The input stays open: only the signal can end this client.
+      assert.equal(await client.stdout.line(), say.welcome("user1"));
+      client.child.kill("SIGINT");
+      await log.waitFor(/^left 127\.0\.0\.1:\d+ id=1 user1 \(quit\)$/);
+      const status = await client.child.status;
+      assert.deepEqual({ code: status.code, signal: status.signal }, { code: 130, signal: null });
+      assert.deepEqual(await client.stderr.rest(), []);
+    } finally {
+      await client.stdin.close().catch(() => {});
+      await server.shutdown();
+    }
+  },
+});
+
+/**
+ * Runs a command in a new pseudo-terminal (python3's pty module): its output,
+ * echo and all, comes out on stdout; what the test writes to stdin is typed
+ * at the terminal (so "\x03" is Ctrl-C), and the end of stdin hangs the
+ * terminal up (SIGHUP), so a failed test cannot leave the command running.
+ * Exits with the command's code.
+ */
+const PTY_RUNNER = `
+import os, pty, select, sys
+pid, terminal = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+keyboard = sys.stdin.fileno()
+sources = [terminal, keyboard]
+while True:
+    ready, _, _ = select.select(sources, [], [])
+    if keyboard in ready:
+        typed = os.read(keyboard, 1024)
+        if not typed:
+            break
+        os.write(terminal, typed)
+    if terminal in ready:
+        try:
+            shown = os.read(terminal, 1024)
+        except OSError:  # EIO: the command has gone, and the terminal with it
+            shown = b""
+        if not shown:
+            break
+        os.write(1, shown)
+os.close(terminal)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+`;
+
+Deno.test({
+  name: "udp_client.ts at a terminal joins without any flag, and Ctrl-C leaves the room",
+  ignore: NEEDS_SPAWN, // python3 is one of the peers .ci/run installs: missing, it fails
+  fn: async () => {
+    const { server, log } = chatServer();
+    const client = runProgram("python3", [
+      "-c",
+      PTY_RUNNER,
+      Deno.execPath(),
+      "run",
+      "--quiet",
+      ...scriptPermissions,
+      "udp_client.ts",
+      "--port",
+      String(server.addr.port),
+    ], { NO_COLOR: "1" });
+    try {
+      // The terminal ends lines with "\r\n".
+      const shown = (text: string) => (line: string) => line.replace(/\r$/, "") === text;
+      await within(10_000, "the welcome", client.stdout.until(shown(say.welcome("user1"))));
+      const joined = await log.waitFor(/^joined /);
+      const at = joined.split(" ")[1];
+      assert.deepEqual(log.all.filter((line) => line.startsWith(`datagram from ${at}`)), [
+        `datagram from ${at}: 0 bytes`,
+      ]);
+      await client.stdin.write(bytes("\x03")); // Ctrl-C, as typed
+      await log.waitFor(`left ${at} id=1 user1 (quit)`);
+      assert.equal((await within(10_000, "the exit", client.child.status)).code, 130);
+    } finally {
+      await client.stdin.close().catch(() => {});
+      await Promise.all([client.stdout.rest(), client.stderr.rest()]);
       await server.shutdown();
     }
   },
