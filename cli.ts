@@ -18,6 +18,8 @@ export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_PORT = 9090;
 export const EXIT_RUNTIME_ERROR = 1;
 export const EXIT_USAGE_ERROR = 2;
+/** Exit code after Ctrl-C: 128 + SIGINT (2), as shells report a process ended by it. */
+export const EXIT_INTERRUPTED = 130;
 
 /** A bad command line; the message is shown with a pointer to `--help`. */
 export class UsageError extends Error {}
@@ -61,12 +63,48 @@ export function parseInteger(
   return number;
 }
 
-/** A host name or address: anything but empty (Deno would fail on "" with a stack trace). */
+/**
+ * A host name or address: anything but empty (Deno would fail on "" with a
+ * stack trace), and a link-local IPv6 address only with its zone.
+ *
+ * A link-local address (fe80::/10) is the same on every interface, so the
+ * system needs the zone, the interface after `%`, to use one (RFC 4007,
+ * section 11): Linux refuses a bare one with EINVAL for connect and listen.
+ * Deno 2.9 takes the zone by name or by number (`fe80::1%eth0`,
+ * `fe80::1%2`) for connect, listen, listenDatagram and send.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseHost } from "./cli.ts";
+ * assert.equal(parseHost("fe80::1%eth0"), "fe80::1%eth0");
+ * assert.throws(() => parseHost("fe80::1"), /needs its zone, .* as in fe80::1%eth0$/);
+ * ```
+ */
 export function parseHost(value: string): string {
   if (value.trim() === "") {
     throw new UsageError(`Cannot parse --host "${value}": give a name or an address`);
   }
+  const address = value.replace(/^\[(.*)\]$/, "$1");
+  const zone = address.indexOf("%");
+  if (zone === -1 && isLinkLocalIpv6(address)) {
+    throw new UsageError(
+      `Cannot parse --host "${value}": a link-local address needs its zone, ` +
+        `the interface to use, as in ${address}%eth0`,
+    );
+  }
+  if (zone === address.length - 1) {
+    throw new UsageError(
+      `Cannot parse --host "${value}": the zone after % is empty (name the interface, as in ` +
+        `${address}eth0)`,
+    );
+  }
   return value;
+}
+
+/** Is `address` an IPv6 address in fe80::/10? (The first 10 bits are 1111111010.) */
+function isLinkLocalIpv6(address: string): boolean {
+  return /^fe[89ab][0-9a-f]:/i.test(address);
 }
 
 /** The longest timeout a flag takes: a day, in seconds. */
@@ -115,9 +153,98 @@ export function formatAddress(addr: Deno.Addr): string {
   return addr.transport;
 }
 
+// EACCES and EPERM: Linux answers one or the other for a firewall rule.
+const FORBIDDEN = {
+  local: "permission denied (ports below 1024 need root)",
+  remote: "forbidden by a firewall or a route of this machine, or a broadcast address " +
+    "(permission denied)",
+};
+
+/**
+ * Why a socket call failed, by the errno name Deno puts in `error.code`: what
+ * it means for the user first, the system's own words in parentheses. Where
+ * the meaning differs, `local` is for our own address (listen, bind) and
+ * `remote` for the peer's (connect, send). Linux errno(3) and the causes seen
+ * from Deno 2.9: EHOSTUNREACH from an "unreachable" route, EACCES from a
+ * "prohibit" route or a firewall, EINVAL from a link-local address without
+ * its zone or a "blackhole" route, EADDRNOTAVAIL when connecting over IPv6
+ * from a machine with no IPv6 address, EAFNOSUPPORT with IPv6 turned off.
+ */
+const NET_ERROR_REASONS: Record<string, string | { local: string; remote: string }> = {
+  EADDRINUSE: "address already in use",
+  EADDRNOTAVAIL: {
+    local: "not an address of this machine (address not available)",
+    remote: "no address of this machine can reach it (address not available)",
+  },
+  EAFNOSUPPORT: "this machine has that address family, IPv4 or IPv6, turned off " +
+    "(address family not supported)",
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  ECONNABORTED: "connection aborted",
+  ETIMEDOUT: "no answer in time (timed out)",
+  ENETUNREACH: "no route to that network (network is unreachable)",
+  EHOSTUNREACH: "no route to that host (host is unreachable)",
+  ENETDOWN: "the network interface is down (network is down)",
+  EHOSTDOWN: "that host is down (host is down)",
+  EACCES: FORBIDDEN,
+  EPERM: FORBIDDEN,
+  EINVAL: "the system refuses that address: a blackhole route, or a link-local address " +
+    "without its zone, as in fe80::1%eth0 (invalid argument)",
+  ENODEV: "no such network interface (no such device)",
+};
+
+// For an error without a code (one made by hand, or from a Deno that sets
+// none): its class, or the system's words that end its message, name the errno.
+const NET_ERROR_CLASSES: [new (...args: never[]) => Error, string][] = [
+  [Deno.errors.AddrInUse, "EADDRINUSE"],
+  [Deno.errors.AddrNotAvailable, "EADDRNOTAVAIL"],
+  [Deno.errors.ConnectionRefused, "ECONNREFUSED"],
+  [Deno.errors.ConnectionReset, "ECONNRESET"],
+  [Deno.errors.ConnectionAborted, "ECONNABORTED"],
+  [Deno.errors.TimedOut, "ETIMEDOUT"],
+  [Deno.errors.NetworkUnreachable, "ENETUNREACH"],
+  [Deno.errors.PermissionDenied, "EACCES"],
+];
+const NET_ERROR_TEXTS: [RegExp, string][] = [
+  [/^No route to host \(os error/, "EHOSTUNREACH"],
+  [/^Address family not supported by protocol \(os error/, "EAFNOSUPPORT"],
+  [/^Invalid argument \(os error/, "EINVAL"],
+  [/^No such device \(os error/, "ENODEV"], // Deno 2.9 sets no code for this one
+  [/^Network is down \(os error/, "ENETDOWN"],
+  [/^Host is down \(os error/, "EHOSTDOWN"],
+];
+
+/** The errno name of an expected socket error, or undefined for anything else. */
+function netErrno(error: Error): string | undefined {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string") return Object.hasOwn(NET_ERROR_REASONS, code) ? code : undefined;
+  for (const [kind, errno] of NET_ERROR_CLASSES) {
+    if (error instanceof kind) return errno;
+  }
+  return NET_ERROR_TEXTS.find(([text]) => text.test(error.message))?.[1];
+}
+
 /**
  * Turns an expected failure into the one line a user needs, or returns
  * `undefined` for an unexpected one, which should not be swallowed.
+ *
+ * `action` says what failed, with the address as {@linkcode formatAddress}
+ * writes it (`script: cannot connect to HOST:PORT`); its verb tells our own
+ * address (listen, bind, open) from the peer's (connect, send) where the
+ * reason differs.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { describeNetError } from "./cli.ts";
+ * const error = Object.assign(new Error("No route to host (os error 113)"), {
+ *   code: "EHOSTUNREACH",
+ * });
+ * assert.equal(
+ *   describeNetError("client.ts", error, "client.ts: cannot connect to 10.0.0.1:9090"),
+ *   "client.ts: cannot connect to 10.0.0.1:9090: no route to that host (host is unreachable)",
+ * );
+ * ```
  */
 export function describeNetError(
   script: string,
@@ -132,25 +259,25 @@ export function describeNetError(
     const what = target === undefined ? "" : ` for ${target}`;
     return `${script}: no network permission${what}: run it as deno run --allow-net ${script}${narrow}`;
   }
-  const reasons: [new (...args: never[]) => Error, string][] = [
-    [Deno.errors.AddrInUse, "address already in use"],
-    [Deno.errors.AddrNotAvailable, "address not available on this machine"],
-    [Deno.errors.ConnectionRefused, "connection refused"],
-    [Deno.errors.ConnectionReset, "connection reset"],
-    [Deno.errors.TimedOut, "timed out"],
-    [Deno.errors.NetworkUnreachable, "network unreachable"],
-    [Deno.errors.PermissionDenied, "permission denied (ports below 1024 need root)"],
-  ];
-  for (const [kind, reason] of reasons) {
-    if (error instanceof kind) return `${action}: ${reason}`;
-  }
   // Deno parses the host itself and throws a URIError for one it cannot read ("a b", "h:80").
   if (error instanceof URIError) return `${action}: not a host name or address`;
-  // A host name that does not resolve surfaces as a plain Error from getaddrinfo.
-  if (error instanceof Error && /failed to lookup|Name or service/i.test(error.message)) {
-    return `${action}: unknown host`;
+  if (!(error instanceof Error)) return undefined;
+  // The zone of "[fe80::1%eth0]:9090": an interface that does not exist fails
+  // the lookup by name, and with ENODEV by number.
+  const zone = /%([^\]\s]+)\]/.exec(action)?.[1];
+  const lookupFailed = /failed to lookup|Name or service/i.test(error.message);
+  const errno = netErrno(error);
+  if (zone !== undefined && (lookupFailed || errno === "ENODEV")) {
+    return `${action}: no network interface "${zone}" on this machine (the zone after %)`;
   }
-  return undefined;
+  // A host name that does not resolve surfaces as a plain Error from getaddrinfo.
+  if (lookupFailed) return `${action}: unknown host`;
+  if (errno === undefined) return undefined;
+  const reason = NET_ERROR_REASONS[errno];
+  if (typeof reason === "string") return `${action}: ${reason}`;
+  // "server.ts: cannot listen on ...": the verb, not a host name that contains one.
+  const ours = /^(?:[^:\s]+: )?cannot (?:listen|bind|open)\b/i.test(action);
+  return `${action}: ${ours ? reason.local : reason.remote}`;
 }
 
 /**
@@ -191,6 +318,16 @@ export interface ConsoleLog {
   flushed(): Promise<void>;
 }
 
+/** Options of {@linkcode consoleLog}. */
+export interface ConsoleLogOptions {
+  /**
+   * Stamps each line with this clock's time, in milliseconds since the epoch
+   * (`Date.now`), written in ISO 8601 UTC (`2026-11-30T02:45:00.123Z listening
+   * on ...`) so that a log file can be read later. No stamp without it.
+   */
+  clock?: () => number;
+}
+
 /**
  * Logs to `out` (stdout) in batches. A busy server logs tens of thousands of
  * lines a second (every chat line, every datagram), and console.log's write
@@ -198,20 +335,44 @@ export interface ConsoleLog {
  * out in one write. If the console cannot keep up, at most
  * MAX_LOG_BUFFER_BYTES wait; later lines are dropped and counted, so a slow
  * terminal never stalls the server or grows its memory.
+ *
+ * @example
+ * ```ts
+ * import { consoleLog } from "./cli.ts";
+ * const log = consoleLog(Deno.stdout, { clock: Date.now });
+ * log.line("listening on 127.0.0.1:9090 (tcp, chat)");
+ * await log.flushed(); // 2026-11-30T02:45:00.123Z listening on 127.0.0.1:9090 (tcp, chat)
+ * ```
  */
 export function consoleLog(
   out: { write(bytes: Uint8Array): Promise<number> } = Deno.stdout,
+  options: ConsoleLogOptions = {},
 ): ConsoleLog {
   const encoder = new TextEncoder();
+  const clock = options.clock;
   let pending: string[] = [];
   let pendingBytes = 0;
   let dropped = 0;
   let writing: Promise<void> | undefined;
+  // Lines come in bursts within one millisecond: its stamp is formatted once.
+  let stampedAt = NaN;
+  let stamp = "";
+  function stamped(text: string): string {
+    if (clock === undefined) return text;
+    const now = clock();
+    if (now !== stampedAt) {
+      stampedAt = now;
+      stamp = new Date(now).toISOString() + " ";
+    }
+    return stamp + text;
+  }
 
   async function drain(): Promise<void> {
     try {
       while (pending.length > 0 || dropped > 0) {
-        if (dropped > 0) pending.push(`(${dropped} log lines dropped: the console is too slow)`);
+        if (dropped > 0) {
+          pending.push(stamped(`(${dropped} log lines dropped: the console is too slow)`));
+        }
         dropped = 0;
         const text = pending.join("\n") + "\n";
         pending = [];
@@ -228,12 +389,13 @@ export function consoleLog(
 
   return {
     line(text: string): void {
-      if (pendingBytes + text.length > MAX_LOG_BUFFER_BYTES) {
+      const line = stamped(text);
+      if (pendingBytes + line.length > MAX_LOG_BUFFER_BYTES) {
         dropped++;
         return;
       }
-      pending.push(text);
-      pendingBytes += text.length + 1;
+      pending.push(line);
+      pendingBytes += line.length + 1;
       writing ??= new Promise((resolve) => setTimeout(resolve, LOG_BATCH_MS)).then(drain);
     },
     async flushed(): Promise<void> {
@@ -251,35 +413,41 @@ export interface ConsoleServer {
   shutdown(): Promise<void>;
   /** Resolves when the server has shut down. */
   finished: Promise<void>;
+  /** True once a shutdown has begun (a signal, or the console's `/quit`). */
+  readonly shuttingDown: boolean;
 }
 
+/** Options of {@linkcode serve}. */
+export interface ServeOptions {
+  /** Read console lines from stdin (default true); `--no-console` turns it off. */
+  console?: boolean;
+}
+
+/** Logged once when stdin ends: the server is still running, and this is how to stop it. */
+export const CONSOLE_CLOSED =
+  "console closed (end of input); still serving: stop with Ctrl-C or SIGTERM";
+/** Logged at the start with `--no-console`. */
+export const CONSOLE_OFF = "console off (--no-console); stop with Ctrl-C or SIGTERM";
+
 /**
- * Runs a started server until it shuts down: prints the listening line,
- * shuts down on SIGINT or SIGTERM, and feeds it the lines typed at the
- * console. The server keeps running when stdin ends.
+ * Runs a started server until it shuts down: logs the listening line, shuts
+ * down on SIGINT or SIGTERM, and feeds it the lines typed at the console
+ * (unless `options.console` is false). When stdin ends, or a read of it
+ * fails, the server says so once in the log and keeps running. Resolves with
+ * the exit code, 0.
  */
 export async function serve(
-  script: string,
   server: ConsoleServer,
   description: string,
   log: ConsoleLog,
+  options: ServeOptions = {},
 ): Promise<number> {
   log.line(`listening on ${formatAddress(server.addr)} (${description})`);
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => server.shutdown());
   }
-  (async () => {
-    try {
-      // As in the clients, a console line too long for one message is text in
-      // every piece: no piece of it can run as a console command.
-      const input = readInputMessages(Deno.stdin, MAX_MESSAGE_BYTES, { piecesAsText: true });
-      for await (const message of input) {
-        server.console(decodeUtf8(message));
-      }
-    } catch (error) {
-      console.error(`${script}: console input failed: ${errorText(error)}`);
-    }
-  })();
+  if (options.console ?? true) readConsole(server, log);
+  else log.line(CONSOLE_OFF);
   await server.finished;
   // The log gets a moment to reach the console, no more: a console nobody
   // reads (a stalled pipe, a paused terminal) must not keep the server alive.
@@ -290,6 +458,35 @@ export async function serve(
   return 0;
 }
 
+/**
+ * Feeds the lines of stdin to the server's console until stdin ends.
+ *
+ * Why `--no-console` is a flag and not a check: a background job that reads
+ * its terminal is stopped by SIGTTIN, and its clients hang. In Deno 2.9 a
+ * SIGTTIN listener only makes the kernel restart the read and signal again
+ * (20,000 times a second, a core spinning; the read cannot be cancelled), and
+ * only /proc/self/stat, behind --allow-read, tells a process that it is not
+ * in the foreground.
+ */
+function readConsole(server: ConsoleServer, log: ConsoleLog): void {
+  (async () => {
+    try {
+      // As in the clients, a console line too long for one message is text in
+      // every piece: no piece of it can run as a console command.
+      const input = readInputMessages(Deno.stdin, MAX_MESSAGE_BYTES, { piecesAsText: true });
+      for await (const message of input) {
+        server.console(decodeUtf8(message));
+      }
+      // After /quit the end of input is no news: the server is on its way out.
+      if (!server.shuttingDown) log.line(CONSOLE_CLOSED);
+    } catch (error) {
+      log.line(
+        `console input failed: ${errorText(error)}; still serving: stop with Ctrl-C or SIGTERM`,
+      );
+    }
+  })();
+}
+
 /** What a server offers: a chat room or an echo service. */
 export type Mode = "chat" | "echo";
 
@@ -298,6 +495,7 @@ export const SERVER_FLAGS = {
   host: { type: "string", default: DEFAULT_HOST },
   port: { type: "string", default: String(DEFAULT_PORT) },
   mode: { type: "string", default: "chat" },
+  "no-console": { type: "boolean", default: false },
   help: { type: "boolean", default: false },
 } as const;
 
@@ -320,23 +518,25 @@ export function parseListenFlags(
 }
 
 /**
- * Starts a server with `start` (given the console log to write to) and runs
- * it with {@linkcode serve} until it shuts down; a port in use or a missing
- * permission becomes a {@linkcode RuntimeError}. Resolves with the exit code.
+ * Starts a server with `start` (given the console log to write to, which
+ * stamps every line with the time) and runs it with {@linkcode serve} until
+ * it shuts down; a port in use or a missing permission becomes a
+ * {@linkcode RuntimeError}. Resolves with the exit code.
  */
 export async function runServer(
   script: string,
   transport: "tcp" | "udp",
   listen: ListenOptions,
   start: (log: (line: string) => void) => ConsoleServer,
+  options: ServeOptions = {},
 ): Promise<number> {
-  const log = consoleLog();
+  const log = consoleLog(Deno.stdout, { clock: Date.now });
   const server = await withNetErrors(
     script,
     `cannot listen on ${formatAddress({ transport, hostname: listen.host, port: listen.port })}`,
     () => start(log.line),
   );
-  return await serve(script, server, `${transport}, ${listen.mode}`, log);
+  return await serve(server, `${transport}, ${listen.mode}`, log, options);
 }
 
 /**

@@ -33,6 +33,7 @@ import {
   DEFAULT_PORT,
   describeNetError,
   errorText,
+  EXIT_INTERRUPTED,
   EXIT_RUNTIME_ERROR,
   fail,
   formatAddress,
@@ -88,8 +89,6 @@ const NO_INPUT: MessageSource = { next: () => new Promise<null>(() => {}) };
 
 /** Exit code: the connection was lost (reset, timed out) rather than closed by a FIN. */
 export const EXIT_CONNECTION_LOST = 3;
-/** Exit code after Ctrl-C twice: 128 + SIGINT, as shells report it. */
-const EXIT_INTERRUPTED = 130;
 /** `--reconnect`: the first wait, and the longest, in milliseconds. */
 export const RECONNECT_FIRST_MS = 500;
 export const RECONNECT_MAX_MS = 30_000;
@@ -119,8 +118,7 @@ export interface ClientIo {
  * the server vanished), or `output closed` (nobody reads our output).
  */
 export type Ending =
-  | { kind: "done" }
-  | { kind: "closed"; turnedAway: boolean; kicked: boolean }
+  | { kind: "done" | "closed"; turnedAway: boolean; kicked: boolean }
   | { kind: "lost"; reason: string }
   | { kind: "output closed" };
 
@@ -246,7 +244,7 @@ export async function runSession(
         if (framer.bufferedBytes > 0 && !await show(framer.push(NEWLINE))) {
           return { kind: "output closed" };
         }
-        return weClosed ? { kind: "done" } : { kind: "closed", turnedAway, kicked };
+        return { kind: weClosed ? "done" : "closed", turnedAway, kicked };
       }
       if (!await show(framer.push(buffer.subarray(0, n)))) return { kind: "output closed" };
     }
@@ -307,7 +305,9 @@ function describeEnding(ending: Ending): string | undefined {
  */
 export function exitCode(ending: Ending): number {
   if (ending.kind === "lost") return EXIT_CONNECTION_LOST;
-  if (ending.kind === "closed" && ending.turnedAway) return EXIT_RUNTIME_ERROR;
+  if ((ending.kind === "closed" || ending.kind === "done") && ending.turnedAway) {
+    return EXIT_RUNTIME_ERROR;
+  }
   return 0;
 }
 

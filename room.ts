@@ -37,6 +37,7 @@ import {
   nameError,
   nameKey,
   parseCommand,
+  parsePrivate,
   readCommand,
   say,
   SERVER_NAME,
@@ -178,6 +179,23 @@ const NOTICES: Record<string, Uint8Array> = {
 };
 const HELP = say.help.map(encodeLine);
 const SERVER: MemberRef = { id: 0, name: SERVER_NAME };
+
+/** The console's `/help`, a log line each, in the room's noun; an echo room relays no text. */
+function consoleHelp(noun: "client" | "peer", chat: boolean): string[] {
+  const text = chat
+    ? [
+      `* TEXT              send TEXT to every ${noun} as <server> TEXT`,
+      "* //TEXT            send /TEXT (a line that begins with /: the first / is dropped)",
+    ]
+    : [`* (echo mode: lines typed here are not sent to ${noun}s)`];
+  return [
+    ...text,
+    `* /list             the ${noun}s: id, name, address, age and idle seconds`,
+    `* /kick ID or NAME  ${noun === "client" ? "disconnect" : "forget"} one (a number is an id)`,
+    "* /quit             shut the server down",
+    "* /help             this help",
+  ];
+}
 
 /**
  * The chat room. State lives here alone: the members by id, the name index,
@@ -341,8 +359,9 @@ export class Room {
   }
 
   /**
-   * Runs a line typed at the server's console: `/list`, `/kick ID`, `/quit`,
-   * or (in a chat room) a line to everyone as `<server> text`.
+   * Runs a line typed at the server's console: `/list`, `/kick ID` or
+   * `/kick NAME`, `/quit`, `/help`, or (in a chat room) a line to everyone as
+   * `<server> text`. Answers and errors go to the log, one line each.
    */
   console(line: string): void {
     const command = parseCommand(line);
@@ -355,20 +374,15 @@ export class Room {
     switch (command.name) {
       case "/list":
         return this.#list(this.#log);
-      case "/kick": {
-        if (command.argument === "") return this.#log("usage: /kick ID (see /list)");
-        const member = /^\d+$/.test(command.argument)
-          ? this.#members.get(Number(command.argument))
-          : undefined;
-        if (member === undefined) {
-          return this.#log(`no ${this.#noun} with id ${command.argument} (see /list)`);
-        }
-        return this.#seam.publish({ kind: "kick", id: member.id });
-      }
+      case "/kick":
+        return this.#kick(sanitize(command.argument));
       case "/quit":
         return this.#onQuit();
+      case "/help":
+        for (const help of consoleHelp(this.#noun, this.#chat)) this.#log(help);
+        return;
       default:
-        this.#log(`unknown console command ${command.name} (try /list, /kick ID, /quit)`);
+        this.#log(`unknown console command ${command.name} (try /help)`);
     }
   }
 
@@ -468,14 +482,27 @@ export class Room {
   /** `/msg NAME text`: the line goes to NAME alone; the sender hears only of failure. */
   #private(member: Member, argument: string): void {
     const tell = (line: string) => member.link.deliver(encodeLine(line));
-    const space = argument.search(/\s/);
-    const name = space === -1 ? argument : argument.slice(0, space);
-    const text = space === -1 ? "" : argument.slice(space + 1).trim();
-    if (name === "" || text === "") return tell(say.msgUsage);
-    const to = this.#find(name);
-    if (to === undefined) return tell(say.noSuchName(name));
+    const message = parsePrivate(argument);
+    if (message === undefined) return tell(say.msgUsage);
+    const to = this.#find(message.to);
+    if (to === undefined) return tell(say.noSuchName(message.to));
     const from = { id: member.id, name: member.name };
-    this.#seam.publish({ kind: "private", from, to: to.id, text });
+    this.#seam.publish({ kind: "private", from, to: to.id, text: message.text });
+  }
+
+  /**
+   * The console's `/kick ID` or `/kick NAME`. A number is an id (a member
+   * named with digits alone is kicked by its id); a name is found as `/msg`
+   * finds it, by its key, so any spelling that is the same name will do.
+   */
+  #kick(target: string): void {
+    if (target === "") return this.#log("usage: /kick ID or NAME (see /list)");
+    const byId = /^\d+$/.test(target);
+    const member = byId ? this.#members.get(Number(target)) : this.#find(target);
+    if (member === undefined) {
+      return this.#log(`no ${this.#noun} ${byId ? "with id" : "named"} ${target} (see /list)`);
+    }
+    this.#seam.publish({ kind: "kick", id: member.id });
   }
 
   /** The member called `name` (or any name with its key), default names included. */

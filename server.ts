@@ -68,11 +68,14 @@ Options:
                        to N; past it the server reads from that client more slowly
                        (nothing is lost), 0 = no limit (default 1000)
   --trace              print each connection's TCP life cycle (handshake, FINs, close)
+  --no-console         do not read stdin: for running in the background (server.ts &)
   --help               show this help
 
 Joins, leaves and renames are announced while the room has at most 100 clients.
 Lines typed here go to every client as "<server> text". Console commands:
-  /list   show the clients     /kick ID   disconnect one     /quit   shut down`;
+  /list   show the clients     /kick ID or NAME   disconnect one
+  /quit   shut down            /help              all the console commands
+Each log line begins with the time (ISO 8601, UTC).`;
 
 export const DEFAULT_MAX_CLIENTS = 1000;
 export const DEFAULT_MAX_QUEUE_BYTES = 1024 * 1024;
@@ -217,6 +220,9 @@ export function startServer(options: ServerOptions = {}): Server {
     console: (line) => room.console(line),
     shutdown,
     finished: finished.promise,
+    get shuttingDown() {
+      return shuttingDown;
+    },
     get clientCount() {
       return room.size;
     },
@@ -473,7 +479,13 @@ export async function main(args: string[]): Promise<number> {
     maxRate: parseInteger("--max-rate", flags["max-rate"], 0, 1_000_000),
     trace: flags.trace,
   };
-  return await runServer("server.ts", "tcp", listen, (log) => startServer({ ...options, log }));
+  return await runServer(
+    "server.ts",
+    "tcp",
+    listen,
+    (log) => startServer({ ...options, log }),
+    { console: !flags["no-console"] },
+  );
 }
 
 if (import.meta.main) runMain("server.ts", () => main(Deno.args));

@@ -24,6 +24,7 @@ import {
   DEFAULT_PORT,
   describeNetError,
   errorText,
+  EXIT_INTERRUPTED,
   EXIT_RUNTIME_ERROR,
   formatAddress,
   parseFlags,
@@ -79,8 +80,6 @@ export const DEFAULT_RETRIES = 3;
 export const DEFAULT_KEEPALIVE_S = 60;
 /** How long a joining client waits for any answer before it says nothing answered. */
 export const DEFAULT_ANSWER_WAIT_MS = 3000;
-/** The exit code after Ctrl-C: 128 + SIGINT, as the shell reports a program it stopped. */
-export const EXIT_INTERRUPTED = 130;
 // Bounds for the flags: ten minutes of waiting, a hundred resends.
 const MAX_WAIT_MS = 600_000;
 const MAX_RETRIES = 100;

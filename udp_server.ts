@@ -52,11 +52,14 @@ Options:
   --mode chat|echo     chat room or echo service (default chat)
   --peer-timeout S     forget a peer that sends nothing for S seconds (default 300)
   --max-peers N        peers at once; a newcomer beyond gets "ERR server full" (default 1000)
+  --no-console         do not read stdin: for running in the background (udp_server.ts &)
   --help               show this help
 
 A datagram is one message: at most ${MAX_BUFFER_SIZE} bytes, a trailing "\\n" optional.
 Lines typed here go to every peer as "<server> text". Console commands:
-  /list   show the peers     /kick ID   forget one     /quit   shut down`;
+  /list   show the peers     /kick ID or NAME   forget one
+  /quit   shut down          /help              all the console commands
+Each log line begins with the time (ISO 8601, UTC).`;
 
 export const DEFAULT_PEER_TIMEOUT_S = 300;
 export const DEFAULT_MAX_PEERS = 1000;
@@ -225,6 +228,9 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
     console: (line) => room.console(line),
     shutdown,
     finished: finished.promise,
+    get shuttingDown() {
+      return shuttingDown;
+    },
     get peerCount() {
       return room.size;
     },
@@ -353,6 +359,7 @@ export async function main(args: string[]): Promise<number> {
     "udp",
     listen,
     (log) => startUdpServer({ ...options, log }),
+    { console: !flags["no-console"] },
   );
 }
 

@@ -17,6 +17,7 @@ import {
   runMain,
   UsageError,
 } from "../cli.ts";
+import { finish, NEEDS_SPAWN, ROOT, runProgram, within } from "./util.ts";
 
 const OPTIONS = {
   port: { type: "string" },
@@ -121,6 +122,52 @@ Deno.test("parseHost() takes any name or address and refuses an empty one", () =
       new RegExp(`^Cannot parse --host "${value}": give a name or an address$`),
     );
   }
+});
+
+Deno.test("parseHost() refuses a link-local IPv6 address without its zone, showing the form with one", () => {
+  const cases: [string, string][] = [
+    ["fe80::1", "fe80::1"],
+    ["FE80::1", "FE80::1"],
+    ["[fe80::1]", "fe80::1"],
+    ["fe80:0:0:0:0:0:0:1", "fe80:0:0:0:0:0:0:1"],
+    ["febf::1", "febf::1"], // the last of fe80::/10
+  ];
+  for (const [value, address] of cases) {
+    assert.throws(() => parseHost(value), (error: unknown) => {
+      assert.ok(error instanceof UsageError, `not a UsageError: ${error}`);
+      assert.equal(
+        error.message,
+        `Cannot parse --host "${value}": a link-local address needs its zone, ` +
+          `the interface to use, as in ${address}%eth0`,
+      );
+      return true;
+    });
+  }
+});
+
+Deno.test("parseHost() takes a link-local address with its zone, and addresses outside fe80::/10", () => {
+  for (
+    const value of [
+      "fe80::1%eth0",
+      "fe80::1%2",
+      "[fe80::1%lo]",
+      "fec0::1", // just after fe80::/10
+      "fe7f::1", // just before it
+      "fe8::1", // 0fe8::1
+      "::1",
+      "2001:db8::1",
+      "fe80.example", // a host name
+    ]
+  ) {
+    assert.equal(parseHost(value), value);
+  }
+});
+
+Deno.test("parseHost() refuses an empty zone", () => {
+  assertUsageError(
+    () => parseHost("fe80::1%"),
+    /^Cannot parse --host "fe80::1%": the zone after % is empty \(name the interface, as in fe80::1%eth0\)$/,
+  );
 });
 
 Deno.test("parsePort() accepts 0 (any free port) through 65535", () => {
@@ -279,20 +326,70 @@ Deno.test({
   },
 });
 
+/** An error as Deno throws it for a failed system call: its message and errno name. */
+function osError(
+  message: string,
+  code: string,
+  kind: new (message: string) => Error = Error,
+): Error {
+  return Object.assign(new kind(message), { code });
+}
+
 Deno.test("describeNetError() gives one line for each expected network error", async (t) => {
   const cases: { error: Error; reason: string }[] = [
     { error: new Deno.errors.AddrInUse("x"), reason: "address already in use" },
     {
       error: new Deno.errors.AddrNotAvailable("x"),
-      reason: "address not available on this machine",
+      reason: "no address of this machine can reach it (address not available)",
     },
     { error: new Deno.errors.ConnectionRefused("x"), reason: "connection refused" },
     { error: new Deno.errors.ConnectionReset("x"), reason: "connection reset" },
-    { error: new Deno.errors.TimedOut("x"), reason: "timed out" },
-    { error: new Deno.errors.NetworkUnreachable("x"), reason: "network unreachable" },
+    { error: new Deno.errors.ConnectionAborted("x"), reason: "connection aborted" },
+    { error: new Deno.errors.TimedOut("x"), reason: "no answer in time (timed out)" },
+    {
+      error: new Deno.errors.NetworkUnreachable("x"),
+      reason: "no route to that network (network is unreachable)",
+    },
+    {
+      error: osError("No route to host (os error 113)", "EHOSTUNREACH"),
+      reason: "no route to that host (host is unreachable)",
+    },
+    {
+      // Without a code, the system's words name the errno.
+      error: new Error("No route to host (os error 65)"),
+      reason: "no route to that host (host is unreachable)",
+    },
     {
       error: new Deno.errors.PermissionDenied("x"),
-      reason: "permission denied (ports below 1024 need root)",
+      reason: "forbidden by a firewall or a route of this machine, or a broadcast address " +
+        "(permission denied)",
+    },
+    {
+      error: osError("Operation not permitted (os error 1)", "EPERM", Deno.errors.PermissionDenied),
+      reason: "forbidden by a firewall or a route of this machine, or a broadcast address " +
+        "(permission denied)",
+    },
+    {
+      error: osError("Invalid argument (os error 22)", "EINVAL", TypeError),
+      reason: "the system refuses that address: a blackhole route, or a link-local address " +
+        "without its zone, as in fe80::1%eth0 (invalid argument)",
+    },
+    {
+      error: osError("Address family not supported by protocol (os error 97)", "EAFNOSUPPORT"),
+      reason: "this machine has that address family, IPv4 or IPv6, turned off " +
+        "(address family not supported)",
+    },
+    {
+      error: osError("Network is down (os error 100)", "ENETDOWN"),
+      reason: "the network interface is down (network is down)",
+    },
+    {
+      error: osError("Host is down (os error 112)", "EHOSTDOWN"),
+      reason: "that host is down (host is down)",
+    },
+    {
+      error: new Error("No such device (os error 19)"),
+      reason: "no such network interface (no such device)",
     },
     {
       error: new Error("failed to lookup address information: Name or service not known"),
@@ -306,7 +403,7 @@ Deno.test("describeNetError() gives one line for each expected network error", a
     },
   ];
   for (const { error, reason } of cases) {
-    await t.step(`${error.name}: ${reason}`, () => {
+    await t.step(`${error.name} ${error.message}: ${reason}`, () => {
       assert.equal(
         describeNetError("client.ts", error, "Cannot connect"),
         `Cannot connect: ${reason}`,
@@ -321,6 +418,79 @@ Deno.test("describeNetError() gives one line for each expected network error", a
   });
 });
 
+Deno.test("describeNetError() gives the reason for our own address when listening or binding", () => {
+  const cases: { error: Error; reason: string }[] = [
+    {
+      error: osError("Cannot assign requested address (os error 99)", "EADDRNOTAVAIL"),
+      reason: "not an address of this machine (address not available)",
+    },
+    {
+      error: osError("Permission denied (os error 13)", "EACCES", Deno.errors.PermissionDenied),
+      reason: "permission denied (ports below 1024 need root)",
+    },
+  ];
+  for (const { error, reason } of cases) {
+    for (const action of ["server.ts: cannot listen on 10.0.0.1:80", "x: cannot open a socket"]) {
+      assert.equal(describeNetError("server.ts", error, action), `${action}: ${reason}`);
+    }
+    // The same error when connecting is about the peer's address, not ours,
+    // even when the peer's name has one of the verbs in it.
+    for (const host of ["10.0.0.1", "listen.example", "open"]) {
+      const action = `client.ts: cannot connect to ${host}:80`;
+      assert.notEqual(describeNetError("client.ts", error, action), `${action}: ${reason}`);
+    }
+  }
+});
+
+Deno.test("describeNetError() explains a real EINVAL from a link-local address without its zone", () => {
+  // Linux refuses the bind at once: nothing is bound, nothing is sent.
+  let error: unknown;
+  try {
+    using _listener = Deno.listen({ hostname: "fe80::1", port: 0 });
+  } catch (caught) {
+    error = caught;
+  }
+  assert.ok(error instanceof TypeError, `got ${error}`);
+  assert.equal(
+    describeNetError("server.ts", error, "server.ts: cannot listen on [fe80::1]:0"),
+    "server.ts: cannot listen on [fe80::1]:0: the system refuses that address: a blackhole " +
+      "route, or a link-local address without its zone, as in fe80::1%eth0 (invalid argument)",
+  );
+});
+
+Deno.test("describeNetError() explains a real EAFNOSUPPORT: an IPv6 peer for an IPv4 socket", async () => {
+  // The send fails before anything is sent (and ::1 is the loopback anyway).
+  const socket = Deno.listenDatagram({ transport: "udp", hostname: DEFAULT_HOST, port: 0 });
+  const error = await socket.send(new Uint8Array(1), { transport: "udp", hostname: "::1", port: 9 })
+    .then(() => undefined, (caught: unknown) => caught)
+    .finally(() => socket.close());
+  assert.ok(error instanceof Error, `got ${error}`);
+  assert.equal(
+    describeNetError("udp_client.ts", error, "udp_client.ts: cannot send to [::1]:9"),
+    "udp_client.ts: cannot send to [::1]:9: this machine has that address family, IPv4 or " +
+      "IPv6, turned off (address family not supported)",
+  );
+});
+
+Deno.test("describeNetError() names a zone that is no interface of this machine, by name or number", async (t) => {
+  // A name fails the lookup, a number fails with ENODEV: both before any bind.
+  for (const zone of ["nosuch0", "99999"]) {
+    await t.step(zone, () => {
+      let error: unknown;
+      try {
+        using _listener = Deno.listen({ hostname: `fe80::1%${zone}`, port: 0 });
+      } catch (caught) {
+        error = caught;
+      }
+      const action = `server.ts: cannot listen on [fe80::1%${zone}]:0`;
+      assert.equal(
+        describeNetError("server.ts", error, action),
+        `${action}: no network interface "${zone}" on this machine (the zone after %)`,
+      );
+    });
+  }
+});
+
 Deno.test("describeNetError() returns undefined for an unexpected error so it is not swallowed", () => {
   for (
     const error of [
@@ -328,6 +498,10 @@ Deno.test("describeNetError() returns undefined for an unexpected error so it is
       new TypeError("x is not a function"),
       new Deno.errors.NotFound("no such file"),
       new Deno.errors.BrokenPipe("broken pipe"),
+      // An errno this table does not know, and a Node.js error code, are not network failures.
+      osError("No such file or directory (os error 2)", "ENOENT", Deno.errors.NotFound),
+      osError('The "path" argument must be of type string', "ERR_INVALID_ARG_TYPE", TypeError),
+      new TypeError("Invalid argument"),
       "a string",
       undefined,
       null,
@@ -512,4 +686,384 @@ Deno.test("parseSeconds() takes fractions, 0 only where it means something, at m
       /^Cannot parse --idle-timeout ".*": must be seconds from 0 \(never\), at most 86400$/,
     );
   }
+});
+
+// ---- the scripts' network errors, run in network namespaces of their own
+//
+// Each script runs under `unshare -rn`: a new network namespace with only a
+// loopback, down, and whatever routes `setup` adds. Connecting or sending to
+// 10.0.0.1 or 2001:db8::1 there fails at once, and nothing could leave this
+// machine even if it did not. Without unshare these tests fail; they never skip.
+
+/** The shell run inside the namespace: it checks the namespace, runs `setup`, then the command. */
+function inFreshNamespace(setup: string[]): string {
+  return [
+    "set -e",
+    // Nothing may reach another machine: refuse to go on unless the only
+    // interface here is the loopback (/proc/net/dev lists this namespace's).
+    `test "$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ')" = lo ||` +
+    ` { echo "not in a fresh network namespace: refusing to run" >&2; exit 97; }`,
+    ...setup,
+    'exec "$@"',
+  ].join("\n");
+}
+
+/** `ip` commands for a namespace whose loopback is up (::1 and 127.0.0.1 exist, no routes out). */
+const LOOPBACK_UP = ["ip link set lo up"];
+
+/** The arguments of `unshare` that run `command` in a fresh namespace set up by `setup`. */
+function unshareArgs(setup: string[], command: string[]): string[] {
+  return ["-rn", "sh", "-c", inFreshNamespace(setup), "sh", ...command];
+}
+
+/** `deno run --allow-net <script> ...args`, for {@linkcode unshareArgs}. */
+function denoRun(script: string, args: string[]): string[] {
+  return [Deno.execPath(), "run", "--quiet", "--allow-net", script, ...args];
+}
+
+/** Fails naming the reason when unshare could not make the namespace. */
+function assertUnshareWorked(stderr: string): void {
+  if (/^unshare: /m.test(stderr)) {
+    throw new Error(
+      `unshare -rn is unusable here, and these tests need it (they never skip): ${stderr.trim()}`,
+    );
+  }
+}
+
+/**
+ * Runs `script` in a fresh namespace with one line of input (what the
+ * clients send); resolves when it exits.
+ */
+async function runIsolated(
+  setup: string[],
+  script: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command("unshare", {
+    args: unshareArgs(setup, denoRun(script, args)),
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    // Every case here ends at once; a hang is a failure, not a wait.
+    signal: AbortSignal.timeout(30_000),
+  }).spawn();
+  const input = child.stdin.getWriter();
+  // A script that fails first may have closed its stdin already.
+  await input.write(new TextEncoder().encode("你好\n")).catch(() => {});
+  await input.close().catch(() => {});
+  const output = await child.output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assertUnshareWorked(stderr);
+  return { code: output.code, stdout: new TextDecoder().decode(output.stdout), stderr };
+}
+
+/** A script run and what it must print on stderr (line by line) and exit with. */
+interface ErrorCase {
+  setup: string[];
+  script: string;
+  args: string[];
+  stderr: string[];
+  code: number;
+}
+
+/** Runs each case as a step; the whole of stderr must be its lines: no stack trace, nothing more. */
+async function assertErrorCases(t: Deno.TestContext, cases: ErrorCase[]): Promise<void> {
+  for (const { setup, script, args, stderr, code } of cases) {
+    await t.step(`${script} ${args.join(" ")}`, async () => {
+      const result = await runIsolated(setup, script, args);
+      assert.doesNotMatch(result.stderr, /Uncaught|^\s+at /m, "a stack trace");
+      assert.equal(result.stderr, stderr.map((line) => line + "\n").join(""));
+      assert.equal(result.code, code);
+    });
+  }
+}
+
+/** udp_client.ts flags that make one try, so the run ends at once with its exit code. */
+const ONE_TRY = ["--expect-reply", "--retries", "0", "--timeout", "100"];
+
+Deno.test({
+  name: "unshare -rn gives the tests a network namespace of their own with only a loopback, down",
+  ignore: NEEDS_SPAWN,
+  async fn() {
+    const output = await new Deno.Command("unshare", {
+      args: unshareArgs([], ["ip", "-o", "link", "show"]),
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    assertUnshareWorked(stderr);
+    assert.equal(output.code, 0, stderr);
+    const links = new TextDecoder().decode(output.stdout).trim().split("\n");
+    assert.equal(links.length, 1, links.join("\n"));
+    assert.match(links[0], /^1: lo: <LOOPBACK>/);
+  },
+});
+
+Deno.test({
+  name: "the clients say in one line that there is no route to the network, and exit 1",
+  ignore: NEEDS_SPAWN,
+  async fn(t) {
+    const noRoute = "no route to that network (network is unreachable)";
+    await assertErrorCases(t, [
+      {
+        setup: [],
+        script: "client.ts",
+        args: ["--host", "10.0.0.1"],
+        stderr: [`client.ts: cannot connect to 10.0.0.1:9090: ${noRoute}`],
+        code: 1,
+      },
+      {
+        setup: LOOPBACK_UP,
+        script: "client.ts",
+        args: ["--host", "2001:db8::1"],
+        stderr: [`client.ts: cannot connect to [2001:db8::1]:9090: ${noRoute}`],
+        code: 1,
+      },
+      // udp_client.ts reports a failed send and goes on: with one try, its
+      // summary follows, and the exit code says that nothing came back.
+      {
+        setup: [],
+        script: "udp_client.ts",
+        args: ["--host", "10.0.0.1", ...ONE_TRY],
+        stderr: [
+          `udp_client.ts: cannot send to 10.0.0.1:9090: ${noRoute}`,
+          "no reply from 10.0.0.1:9090 after 1 try",
+        ],
+        code: 1,
+      },
+      {
+        setup: LOOPBACK_UP,
+        script: "udp_client.ts",
+        args: ["--host", "2001:db8::1", ...ONE_TRY],
+        stderr: [
+          `udp_client.ts: cannot send to [2001:db8::1]:9090: ${noRoute}`,
+          "no reply from [2001:db8::1]:9090 after 1 try",
+        ],
+        code: 1,
+      },
+    ]);
+  },
+});
+
+Deno.test({
+  name:
+    "the clients explain in one line a host route that is unreachable, prohibited or a blackhole",
+  ignore: NEEDS_SPAWN,
+  async fn(t) {
+    // The three route types Linux answers with EHOSTUNREACH, EACCES and EINVAL.
+    const routes = [
+      ...LOOPBACK_UP,
+      "ip route add unreachable 10.1.0.0/16",
+      "ip route add prohibit 10.2.0.0/16",
+      "ip route add blackhole 10.3.0.0/16",
+      "ip -6 route add unreachable 2001:db8:1::/48",
+    ];
+    const unreachable = "no route to that host (host is unreachable)";
+    const forbidden = "forbidden by a firewall or a route of this machine, or a broadcast " +
+      "address (permission denied)";
+    const refused = "the system refuses that address: a blackhole route, or a link-local " +
+      "address without its zone, as in fe80::1%eth0 (invalid argument)";
+    await assertErrorCases(t, [
+      {
+        setup: routes,
+        script: "client.ts",
+        args: ["--host", "10.1.0.1"],
+        stderr: [`client.ts: cannot connect to 10.1.0.1:9090: ${unreachable}`],
+        code: 1,
+      },
+      {
+        setup: routes,
+        script: "client.ts",
+        args: ["--host", "2001:db8:1::1"],
+        stderr: [`client.ts: cannot connect to [2001:db8:1::1]:9090: ${unreachable}`],
+        code: 1,
+      },
+      {
+        setup: routes,
+        script: "udp_client.ts",
+        args: ["--host", "10.1.0.1", ...ONE_TRY],
+        stderr: [
+          `udp_client.ts: cannot send to 10.1.0.1:9090: ${unreachable}`,
+          "no reply from 10.1.0.1:9090 after 1 try",
+        ],
+        code: 1,
+      },
+      {
+        setup: routes,
+        script: "client.ts",
+        args: ["--host", "10.2.0.1"],
+        stderr: [`client.ts: cannot connect to 10.2.0.1:9090: ${forbidden}`],
+        code: 1,
+      },
+      {
+        setup: routes,
+        script: "client.ts",
+        args: ["--host", "10.3.0.1"],
+        stderr: [`client.ts: cannot connect to 10.3.0.1:9090: ${refused}`],
+        code: 1,
+      },
+      {
+        setup: routes,
+        script: "udp_client.ts",
+        args: ["--host", "10.3.0.1", ...ONE_TRY],
+        stderr: [
+          `udp_client.ts: cannot send to 10.3.0.1:9090: ${refused}`,
+          "no reply from 10.3.0.1:9090 after 1 try",
+        ],
+        code: 1,
+      },
+    ]);
+  },
+});
+
+Deno.test({
+  name: "a client on a machine without an IPv6 address says none can reach an IPv6 peer",
+  ignore: NEEDS_SPAWN,
+  async fn(t) {
+    // With the loopback down, the namespace has no IPv6 address at all.
+    await assertErrorCases(t, [{
+      setup: [],
+      script: "client.ts",
+      args: ["--host", "2001:db8::1"],
+      stderr: [
+        "client.ts: cannot connect to [2001:db8::1]:9090: no address of this machine can reach " +
+        "it (address not available)",
+      ],
+      code: 1,
+    }]);
+  },
+});
+
+Deno.test({
+  name: "the servers say in one line that the address to listen on is not one of this machine",
+  ignore: NEEDS_SPAWN,
+  async fn(t) {
+    const cases: ErrorCase[] = [];
+    for (const script of ["server.ts", "udp_server.ts"]) {
+      for (const [host, shown] of [["10.0.0.1", "10.0.0.1"], ["2001:db8::1", "[2001:db8::1]"]]) {
+        cases.push({
+          setup: LOOPBACK_UP,
+          script,
+          args: ["--host", host, "--port", "0"],
+          stderr: [
+            `${script}: cannot listen on ${shown}:0: not an address of this machine ` +
+            `(address not available)`,
+          ],
+          code: 1,
+        });
+      }
+    }
+    await assertErrorCases(t, cases);
+  },
+});
+
+const SCRIPTS = ["server.ts", "client.ts", "udp_server.ts", "udp_client.ts"];
+
+Deno.test({
+  name: "every script refuses a link-local address without its zone in one usage line, exit 2",
+  ignore: NEEDS_SPAWN,
+  async fn(t) {
+    await assertErrorCases(
+      t,
+      SCRIPTS.map((script) => ({
+        setup: [],
+        script,
+        args: ["--host", "fe80::1"],
+        stderr: [
+          `${script}: Cannot parse --host "fe80::1": a link-local address needs its zone, ` +
+          `the interface to use, as in fe80::1%eth0 (see --help)`,
+        ],
+        code: 2,
+      })),
+    );
+  },
+});
+
+Deno.test({
+  name: "every script says in one line that the zone names no interface of this machine",
+  ignore: NEEDS_SPAWN,
+  async fn(t) {
+    await assertErrorCases(
+      t,
+      SCRIPTS.map((script) => {
+        const action = script.includes("server")
+          ? "cannot listen on [fe80::1%nosuch0]:0"
+          : `cannot ${script === "client.ts" ? "connect" : "send"} to [fe80::1%nosuch0]:9090`;
+        const error = `${script}: ${action}: no network interface "nosuch0" on this machine ` +
+          `(the zone after %)`;
+        return {
+          setup: [],
+          script,
+          args: [
+            "--host",
+            "fe80::1%nosuch0",
+            ...(script.includes("server") ? ["--port", "0"] : []),
+            ...(script === "udp_client.ts" ? ONE_TRY : []),
+          ],
+          stderr: script === "udp_client.ts"
+            ? [error, "no reply from [fe80::1%nosuch0]:9090 after 1 try"]
+            : [error],
+          code: 1,
+        };
+      }),
+    );
+  },
+});
+
+Deno.test({
+  name: "server.ts and client.ts talk over a link-local address given with its zone",
+  ignore: NEEDS_SPAWN,
+  async fn() {
+    // fe80::1 on the namespace's own loopback: the zone is "lo".
+    const setup = [...LOOPBACK_UP, "ip addr add fe80::1/64 dev lo nodad"];
+    const server = runProgram(
+      "unshare",
+      unshareArgs(
+        setup,
+        denoRun("server.ts", ["--host", "fe80::1%lo", "--port", "0", "--mode", "echo"]),
+      ),
+      { NO_COLOR: "1" },
+    );
+    try {
+      // Deno's addresses carry no zone: the server shows fe80::1 alone.
+      const listening = await within(
+        30_000,
+        "the server's listening line",
+        server.stdout.until((line) => /listening on /.test(line)),
+      );
+      const port = /^(?:\S+Z )?listening on \[fe80::1\]:(\d+) \(tcp, echo\)$/.exec(listening)?.[1];
+      assert.ok(port !== undefined, `the listening line: ${listening}`);
+      // The client joins the server's namespace (its user namespace too, where it may enter).
+      const client = new Deno.Command("nsenter", {
+        args: [
+          "--target",
+          String(server.child.pid),
+          "--user",
+          "--net",
+          "--preserve-credentials",
+          ...denoRun("client.ts", ["--host", "fe80::1%lo", "--port", port]),
+        ],
+        cwd: ROOT,
+        env: { NO_COLOR: "1" },
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+        signal: AbortSignal.timeout(30_000),
+      }).spawn();
+      const input = client.stdin.getWriter();
+      await input.write(new TextEncoder().encode("你好，世界\n"));
+      await input.close();
+      const output = await client.output();
+      const stderr = new TextDecoder().decode(output.stderr);
+      assert.equal(output.code, 0, stderr);
+      assert.match(stderr, /^connected to \[fe80::1\]:\d+ from \[fe80::1\]:\d+$/m);
+      assert.equal(new TextDecoder().decode(output.stdout), "你好，世界\n");
+    } finally {
+      server.child.kill("SIGTERM");
+      await finish(server);
+    }
+  },
 });

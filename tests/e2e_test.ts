@@ -3,6 +3,7 @@
  * runs them. They need --allow-run (see the README's test command).
  */
 import assert from "node:assert/strict";
+import { CONSOLE_CLOSED } from "../cli.ts";
 import {
   bytes,
   finish,
@@ -99,18 +100,28 @@ test("server.ts reads console lines and commands from stdin, and /quit shuts it 
   await server.stdout.until((line) => /^\* id=1 name=user1 addr=127\.0\.0\.1:\d+ /.test(line));
   await server.stdout.until((line) => /^closed 127\.0\.0\.1:\d+ id=1 user1 \(kicked\)$/.test(line));
   alice.conn.close();
+  // /quit, then the end of input: the server is on its way out, not "still serving".
   await server.stdin.write(bytes("/quit\n"));
-  assert.equal((await finish(server)).code, 0);
+  await server.stdin.close();
+  const [status, log] = await Promise.all([server.child.status, server.stdout.rest()]);
+  assert.equal(status.code, 0);
+  assert.equal(log.at(-1)?.replace(/\d+ ms$/, "N ms"), "shut down in N ms");
+  assert.ok(!log.includes(CONSOLE_CLOSED), log.join("\n"));
+  await finish(server);
 });
 
-test("server.ts keeps serving after its stdin is closed", async () => {
+test("server.ts keeps serving after its stdin is closed, and says so once in its log", async () => {
   const server = await startScriptServer("server.ts", ["--mode", "echo"]);
   await server.stdin.close();
+  assert.equal(await server.stdout.line(), CONSOLE_CLOSED);
   const { conn, lines } = await connect(server.port);
   await conn.write(bytes("still here\n"));
   assert.equal(await lines.line(), "still here");
   conn.close();
   server.child.kill("SIGTERM");
+  const rest = await server.stdout.rest();
+  assert.equal(rest.at(-1)?.replace(/\d+ ms$/, "N ms"), "shut down in N ms");
+  assert.ok(!rest.includes(CONSOLE_CLOSED), "said twice");
   assert.equal((await finish(server)).code, 0);
 });
 

@@ -216,9 +216,9 @@ Deno.test("Room console: a line to all, /kick by id, /list, /quit, and errors", 
   assert.deepEqual(alice.link.take(), ["<server> hello all"]);
   assert.deepEqual(bob.link.take(), ["<server> hello all"]);
   room.console("/kick");
-  assert.equal(logs.at(-1), "usage: /kick ID (see /list)");
+  assert.equal(logs.at(-1), "usage: /kick ID or NAME (see /list)");
   room.console("/kick x1");
-  assert.equal(logs.at(-1), "no client with id x1 (see /list)");
+  assert.equal(logs.at(-1), "no client named x1 (see /list)");
   room.console("/kick 99");
   assert.equal(logs.at(-1), "no client with id 99 (see /list)");
   room.console(`/kick ${alice.member.id}`);
@@ -230,9 +230,81 @@ Deno.test("Room console: a line to all, /kick by id, /list, /quit, and errors", 
     "* 1 client",
   ]);
   room.console("/reboot");
-  assert.equal(logs.at(-1), "unknown console command /reboot (try /list, /kick ID, /quit)");
+  assert.equal(logs.at(-1), "unknown console command /reboot (try /help)");
   room.console("/quit");
   assert.equal(quits, 1);
+});
+
+Deno.test("Room console /kick NAME finds the name as the room does: any spelling with its key, default names too", () => {
+  const { room, logs, add } = testRoom();
+  const alice = add("alice");
+  const bob = add("bob");
+  const carol = add(); // user3: a default name, not in the name index
+  const zhang = add("张伟");
+  const jose = add("Jos\u00e9");
+  bob.link.take();
+  const logged = logs.length;
+  const kick = (typed: string, who: { member: Member; link: FakeLink }) => {
+    room.console(`/kick ${typed}`);
+    assert.deepEqual(who.link.leaves, [{ cause: "kicked", notice: say.kicked }], typed);
+    assert.equal(who.member.gone, true, typed);
+  };
+  kick("A1ICE", alice); // I, 1 and l are one letter to nameKey
+  kick("USER3", carol);
+  kick("张伟", zhang);
+  kick("Jose\u0301", jose); // decomposed: the same name
+  assert.deepEqual(logs.slice(logged), [], "a kick logs no error");
+  assert.deepEqual(
+    bob.link.take(),
+    ["alice", "user3", "张伟", "Jos\u00e9"].map((name) => say.left(name, "kicked")),
+  );
+  assert.equal(room.size, 1);
+
+  room.console("/kick alice");
+  assert.equal(logs.at(-1), "no client named alice (see /list)");
+  room.console("/kick user2"); // bob's default name is gone since he took a name
+  assert.equal(logs.at(-1), "no client named user2 (see /list)");
+  room.console("/kick  \x1b[31m ");
+  assert.equal(logs.at(-1), "usage: /kick ID or NAME (see /list)");
+  assert.equal(bob.member.gone, false);
+});
+
+Deno.test("Room console /kick with a number takes it as an id, even when a member is named so", () => {
+  const { room, logs, add } = testRoom();
+  const alice = add("alice");
+  const digits = add("7"); // a valid name, made of digits
+  room.console("/kick 7");
+  assert.equal(logs.at(-1), "no client with id 7 (see /list)");
+  assert.equal(digits.member.gone, false);
+  room.console(`/kick ${digits.member.id}`);
+  assert.equal(digits.member.gone, true);
+  assert.equal(alice.member.gone, false);
+});
+
+Deno.test("Room console /help lists every console command, in the room's noun and mode", () => {
+  const chat = testRoom({ noun: "peer" });
+  chat.room.console("/HELP");
+  assert.deepEqual(chat.logs.map((line) => line.split(/\s{2,}/)[0]), [
+    "* TEXT",
+    "* //TEXT",
+    "* /list",
+    "* /kick ID or NAME",
+    "* /quit",
+    "* /help",
+  ]);
+  assert.match(chat.logs[0], /every peer as <server> TEXT$/);
+  assert.match(chat.logs[3], / forget one /);
+
+  const echo = testRoom({ chat: false });
+  echo.room.console("/help");
+  assert.equal(echo.logs[0], "* (echo mode: lines typed here are not sent to clients)");
+  assert.deepEqual(echo.logs.slice(1).map((line) => line.split(/\s{2,}/)[0]), [
+    "* /list",
+    "* /kick ID or NAME",
+    "* /quit",
+    "* /help",
+  ]);
+  assert.match(echo.logs[2], / disconnect one /);
 });
 
 Deno.test("Room idle sweep: only members silent for the timeout leave, not paced ones", () => {

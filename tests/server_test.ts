@@ -219,7 +219,7 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 s.close()
 `;
 
-Deno.test("console lines reach every client as <server> text; /kick and /list work", async () => {
+Deno.test("console lines reach every client as <server> text; /help, /list, /kick ID and NAME work", async () => {
   await using server = new TestServer();
   const [alice, bob] = await room(server, 2);
   using _clients = disposeAll(alice, bob);
@@ -230,10 +230,16 @@ Deno.test("console lines reach every client as <server> text; /kick and /list wo
   await server.waitLog((line) => line === "* 2 clients");
   server.server.console("/kick 9");
   await server.waitLog((line) => line === "no client with id 9 (see /list)");
+  server.server.console("/help");
+  await server.waitLog((line) => line.startsWith("* /kick ID or NAME "));
   server.server.console("/kick 1");
   assert.equal(await alice.line(), "* kicked by server");
   assert.equal(await alice.line(), null);
   assert.equal(await bob.until(/^\*/), "* user1 left (kicked)");
+  server.server.console("/kick USER2");
+  assert.equal(await bob.line(), "* kicked by server");
+  assert.equal(await bob.line(), null);
+  await server.waitLog((line) => /^closed 127\.0\.0\.1:\d+ id=2 user2 \(kicked\)$/.test(line));
 });
 
 Deno.test("shutdown tells every client, sends FIN, and finishes even if a peer never answers", async () => {

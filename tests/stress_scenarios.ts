@@ -40,7 +40,7 @@ export class ServerProcess {
   /** Starts `server.ts --port 0 ...args` and waits for its `listening on` line. */
   static async start(args: string[] = [], permissions?: string[]): Promise<ServerProcess> {
     const port = args.includes("--port") ? [] : ["--port", "0"];
-    const script = runScript("server.ts", [...port, ...args], { permissions });
+    const script = runScript("server.ts", [...port, ...args], { permissions, serverLog: true });
     const line = await withDeadline(
       script.stdout.until((line) => line.startsWith("listening on ")),
       10_000,

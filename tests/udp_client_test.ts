@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import {
   canonicalIp,
   DEFAULT_KEEPALIVE_S,
-  EXIT_INTERRUPTED,
   runUdpClient,
   type UdpClientOptions,
 } from "../udp_client.ts";
+import { EXIT_INTERRUPTED } from "../cli.ts";
 import { DEFAULT_PEER_TIMEOUT_S, startUdpServer, type UdpServer } from "../udp_server.ts";
 import { formatAddress } from "../cli.ts";
 import { say } from "../protocol.ts";

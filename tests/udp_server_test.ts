@@ -323,7 +323,7 @@ Deno.test("console lines go to every peer as <server> text; shutdown tells them"
   assert.equal(await bob.next(), say.shuttingDown);
 });
 
-Deno.test("console /list shows the peers and /kick ID forgets one", async () => {
+Deno.test("console /list shows the peers, /kick ID or NAME forgets one, /help lists them", async () => {
   await withServer({}, async (server, logs) => {
     using alice = await joinAs(server, "alice");
     using bob = await joinAs(server, "bob");
@@ -336,6 +336,13 @@ Deno.test("console /list shows the peers and /kick ID forgets one", async () => 
     assert.equal(server.peerCount, 1);
     server.console("/kick 99");
     assert.equal(logs.at(-1), "no peer with id 99 (see /list)");
+    server.console("/kick A1ICE"); // the same name as alice to nameKey
+    assert.equal(await alice.next(), say.kicked);
+    assert.equal(server.peerCount, 0);
+    server.console("/kick alice");
+    assert.equal(logs.at(-1), "no peer named alice (see /list)");
+    server.console("/help");
+    assert.ok(logs.some((line) => line.startsWith("* /kick ID or NAME  forget one")));
   });
 });
 

@@ -108,6 +108,27 @@ export class LineReader {
   }
 }
 
+/** The ISO 8601 UTC time and a space that begin every line of a server's log (consoleLog). */
+export const LOG_STAMP = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) /;
+
+/**
+ * Reads a server's log: each line must begin with its time ({@linkcode LOG_STAMP},
+ * a real instant), or the read fails naming the line; the line comes without
+ * it, so tests match what was logged.
+ */
+export class ServerLogReader extends LineReader {
+  override async line(): Promise<string | null> {
+    const line = await super.line();
+    if (line === null) return null;
+    const stamp = LOG_STAMP.exec(line);
+    const at = stamp === null ? NaN : Date.parse(stamp[1]);
+    if (stamp === null || Number.isNaN(at) || new Date(at).toISOString() !== stamp[1]) {
+      throw new Error(`server log line without its time stamp: ${JSON.stringify(line)}`);
+    }
+    return line.slice(stamp[0].length);
+  }
+}
+
 /** A script running as a child process, with line readers on its output. */
 export interface Script {
   child: Deno.ChildProcess;
@@ -116,11 +137,15 @@ export interface Script {
   stderr: LineReader;
 }
 
-/** Runs `program` with piped stdin, stdout and stderr and line readers on its output. */
+/**
+ * Runs `program` with piped stdin, stdout and stderr and line readers on its
+ * output; `serverLog` reads stdout as a server's log ({@linkcode ServerLogReader}).
+ */
 export function runProgram(
   program: string,
   args: string[],
   env: Record<string, string> = {},
+  serverLog = false,
 ): Script {
   const child = new Deno.Command(program, {
     args,
@@ -133,24 +158,28 @@ export function runProgram(
   return {
     child,
     stdin: child.stdin.getWriter(),
-    stdout: new LineReader(streamSource(child.stdout)),
+    stdout: new (serverLog ? ServerLogReader : LineReader)(streamSource(child.stdout)),
     stderr: new LineReader(streamSource(child.stderr)),
   };
 }
 
 /**
  * Runs `deno run --allow-net <script> ...args` from the project folder, with
- * piped stdin, stdout and stderr.
+ * piped stdin, stdout and stderr. With `serverLog`, stdout is a running
+ * server's log: every line must carry its time stamp, which is taken off.
  */
 export function runScript(
   script: string,
   args: string[],
-  options: { permissions?: string[] } = {},
+  options: { permissions?: string[]; serverLog?: boolean } = {},
 ): Script {
   const permissions = options.permissions ?? ["--allow-net"];
-  return runProgram(Deno.execPath(), ["run", "--quiet", ...permissions, script, ...args], {
-    NO_COLOR: "1",
-  });
+  return runProgram(
+    Deno.execPath(),
+    ["run", "--quiet", ...permissions, script, ...args],
+    { NO_COLOR: "1" },
+    options.serverLog,
+  );
 }
 
 /** Adapts a byte stream to the `read(buffer)` contract of a `Deno.Conn`. */
@@ -176,13 +205,14 @@ export function streamSource(
 
 /**
  * Starts a server script on port 0 and returns it with the port it printed in
- * its `listening on HOST:PORT (...)` line.
+ * its `listening on HOST:PORT (...)` line. Its stdout is read as its log
+ * (every line time-stamped, the stamp taken off).
  */
 export async function startScriptServer(
   script: string,
   args: string[] = [],
 ): Promise<Script & { port: number }> {
-  const server = runScript(script, ["--port", "0", ...args]);
+  const server = runScript(script, ["--port", "0", ...args], { serverLog: true });
   const line = await server.stdout.until((line) => line.startsWith("listening on "));
   const port = Number(/:(\d+) \(/.exec(line)![1]);
   return { ...server, port };
