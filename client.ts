@@ -40,6 +40,7 @@ import {
   parseFlags,
   parseHost,
   parseInteger,
+  readFlagFile,
   runMain,
   RuntimeError,
   standardInput,
@@ -71,6 +72,11 @@ Options:
   --timestamps   print the local time (HH:MM:SS) before each line received
   --reconnect    when the server goes away, connect again (waits of 0.5 s doubling
                  up to 30 s) and take the same name again; ends with your input
+  --tls          speak TLS; the server's certificate is checked for HOST (or
+                 --servername) against the system's CAs and --ca
+  --ca FILE      also trust this CA certificate, or self-signed certificate (PEM;
+                 needs --allow-read=FILE)
+  --servername NAME  check the certificate for NAME rather than HOST
   --trace        print this side's TCP life cycle on stderr (handshake, FINs, close)
   --help         show this help
 
@@ -176,15 +182,15 @@ function messagesOf(reader: Reader): MessageSource {
  * and resolves once the server has closed or the connection is lost.
  */
 export async function runSession(
-  conn: Deno.TcpConn,
+  conn: ClientConn,
   io: ClientIo,
   outgoing: Outgoing,
   state: ClientState,
 ): Promise<Ending> {
-  conn.setNoDelay(true);
+  conn.setNoDelay?.(true);
   // A server that vanishes without a FIN or a reset is noticed when we send,
   // or by TCP keepalive (the system's interval) when we only listen.
-  conn.setKeepAlive(true);
+  conn.setKeepAlive?.(true);
   const trace = (step: string) => io.trace?.(`trace ${formatAddress(conn.remoteAddr)} ${step}`);
   // Handshake: connect() returned once SYN, SYN-ACK, ACK had completed.
   trace("connected (handshake done: SYN, SYN-ACK, ACK)");
@@ -231,11 +237,13 @@ export async function runSession(
       try {
         n = await conn.read(buffer);
       } catch (error) {
-        // No FIN: a reset (the server's process or host is gone), or a timeout.
-        if (error instanceof Deno.errors.ConnectionReset) {
-          return { kind: "lost", reason: "reset by the server" };
+        // A TLS server that closes without close_notify (ncat does): an ordinary end.
+        if (!(error instanceof Deno.errors.UnexpectedEof)) {
+          // No FIN: a reset (the server's process or host is gone), or a timeout.
+          const reset = error instanceof Deno.errors.ConnectionReset;
+          return { kind: "lost", reason: reset ? "reset by the server" : errorText(error) };
         }
-        return { kind: "lost", reason: errorText(error) };
+        n = null;
       }
       if (n === null) {
         trace("FIN received (read returned EOF: the server sends no more)");
@@ -316,7 +324,7 @@ export function exitCode(ending: Ending): number {
  * says how it ended, and resolves with the exit code.
  */
 export async function runClient(
-  conn: Deno.TcpConn,
+  conn: ClientConn,
   io: ClientIo,
   name?: string,
 ): Promise<number> {
@@ -344,11 +352,11 @@ export function reconnectDelay(attempt: number, random: () => number = Math.rand
  * Says each step on stderr.
  */
 async function reconnect(
-  target: { hostname: string; port: number },
+  target: Target,
   io: ClientIo,
   outgoing: Outgoing,
   why: string,
-): Promise<Deno.TcpConn | undefined> {
+): Promise<ClientConn | undefined> {
   const ended = outgoing.ended.then(() => true);
   outgoing.peek(); // a read of input is under way, so its end is seen
   for (let attempt = 0;; attempt++) {
@@ -363,17 +371,102 @@ async function reconnect(
       return undefined;
     }
     try {
-      // Handshake again: SYN, SYN-ACK, ACK.
-      const conn = await Deno.connect({ ...target, transport: "tcp" });
+      // Handshake again: SYN, SYN-ACK, ACK (and TLS's).
+      const conn = await connectTo(target);
       io.status(
         `reconnected to ${formatAddress(conn.remoteAddr)} from ${formatAddress(conn.localAddr)}`,
       );
       return conn;
     } catch (error) {
-      why = describeNetError("client.ts", error, "reconnect failed") ??
-        `reconnect failed: ${errorText(error)}`;
+      why = error instanceof RuntimeError
+        ? `reconnect failed: ${error.message.replace(/^client\.ts: /, "")}`
+        : describeNetError("client.ts", error, "reconnect failed") ??
+          `reconnect failed: ${errorText(error)}`;
     }
   }
+}
+
+/** A connection to the server: TCP, or TLS over TCP (no no-delay or keepalive to set). */
+export type ClientConn = Deno.Conn & {
+  setNoDelay?(noDelay?: boolean): void;
+  setKeepAlive?(keepAlive?: boolean): void;
+};
+
+/** Where to connect, and with `tls` how to check the server (`--tls`, `--ca`, `--servername`). */
+export interface Target {
+  hostname: string;
+  port: number;
+  tls?: { caCerts?: string[]; serverName: string };
+}
+
+/**
+ * Connects to `target` (TCP's handshake) and, for TLS, runs TLS's handshake
+ * over the connection and checks the server's certificate for
+ * `tls.serverName`. Resolves only once both are done: Deno would otherwise
+ * report a bad certificate at the first read or write. A TLS failure is a
+ * {@linkcode RuntimeError} of one line ({@linkcode describeTlsError});
+ * network failures are thrown as `Deno.connect` throws them.
+ */
+export async function connectTo(target: Target): Promise<ClientConn> {
+  const tcp = await Deno.connect({ hostname: target.hostname, port: target.port });
+  if (target.tls === undefined) return tcp;
+  const address = formatAddress(tcp.remoteAddr);
+  // TLS over the TCP connection: ClientHello, the server's certificate, Finished (RFC 8446, 2).
+  const conn = await Deno.startTls(tcp, {
+    hostname: target.tls.serverName,
+    caCerts: target.tls.caCerts,
+  });
+  try {
+    await conn.handshake();
+  } catch (error) {
+    conn.close();
+    const why = describeTlsError(error, target.tls.serverName);
+    throw new RuntimeError(`client.ts: TLS handshake with ${address} failed: ${why}`);
+  }
+  // Deno 2.9.6's TlsConn from startTls() does not know its addresses: the TCP connection's are its.
+  return Object.defineProperties(conn, {
+    remoteAddr: { value: tcp.remoteAddr },
+    localAddr: { value: tcp.localAddr },
+  });
+}
+
+/**
+ * What a failed TLS handshake means, in one line, from Deno's (rustls's)
+ * message: an unknown issuer, a certificate for other names, a CA
+ * certificate used as a server's, a refused signature algorithm (SHA-1), an
+ * expired certificate, or a server that does not speak TLS.
+ */
+export function describeTlsError(error: unknown, serverName: string): string {
+  const message = errorText(error);
+  if (/UnknownIssuer/.test(message)) {
+    return "the server's certificate is not signed by a CA this client trusts " +
+      "(give the CA, or a self-signed certificate itself, with --ca FILE)";
+  }
+  const names = /only valid for (.*)$/.exec(message)?.[1];
+  if (/not valid for name/.test(message)) {
+    const valid = names === undefined
+      ? ""
+      : ` (it is for ${names.replace(/(DnsName|IpAddress)\(([^)]*)\)/g, "$2").replace(/"/g, "")})`;
+    return `the server's certificate is not for ${serverName}${valid}; ` +
+      "--servername NAME checks it for another name";
+  }
+  if (/CaUsedAsEndEntity/.test(message)) {
+    return "the server's certificate is a CA certificate (CA:TRUE), which cannot serve as a " +
+      "server's own: make one with CA:FALSE (deno task cert does)";
+  }
+  if (/UnsupportedSignatureAlgorithm/.test(message)) {
+    return "the server's certificate is signed with an algorithm this client refuses (SHA-1?): " +
+      "make one signed with SHA-256";
+  }
+  if (/Expired/i.test(message)) return "the server's certificate has expired";
+  if (/NotValidYet/i.test(message)) return "the server's certificate is not valid yet";
+  if (/InvalidContentType|corrupt message/.test(message)) {
+    return "the server did not answer in TLS (a plain port? connect without --tls)";
+  }
+  if (error instanceof Deno.errors.UnexpectedEof || error instanceof Deno.errors.ConnectionReset) {
+    return "the server closed the connection during the handshake (is it full?)";
+  }
+  return message;
 }
 
 function joinLine(message: Uint8Array): Uint8Array {
@@ -392,6 +485,9 @@ export async function main(args: string[]): Promise<number> {
     reconnect: { type: "boolean", default: false },
     trace: { type: "boolean", default: false },
     timestamps: { type: "boolean", default: false },
+    tls: { type: "boolean", default: false },
+    ca: { type: "string" },
+    servername: { type: "string" },
     help: { type: "boolean", default: false },
   });
   if (flags.help) {
@@ -405,14 +501,31 @@ export async function main(args: string[]): Promise<number> {
     throw new UsageError(`Cannot use --name "${flags.name}": ${nameError(flags.name)!.slice(4)}`);
   }
 
+  if (!flags.tls && (flags.ca !== undefined || flags.servername !== undefined)) {
+    throw new UsageError("--ca and --servername need --tls");
+  }
+  const target: Target = { hostname: host, port };
+  if (flags.tls) {
+    const ca = flags.ca === undefined
+      ? undefined
+      : await readFlagFile("client.ts", "--ca", flags.ca);
+    target.tls = {
+      caCerts: ca === undefined ? undefined : [ca],
+      serverName: flags.servername ?? host,
+    };
+  }
   let conn = await withNetErrors(
     "client.ts",
     `cannot connect to ${formatAddress({ transport: "tcp", hostname: host, port })}`,
-    // Handshake: connect() returns once SYN, SYN-ACK, ACK have completed.
-    () => Deno.connect({ hostname: host, port, transport: "tcp" }),
+    // Handshake: connectTo() returns once SYN, SYN-ACK, ACK (and with --tls,
+    // TLS's handshake) have completed.
+    () => connectTo(target),
   );
+  const secured = target.tls && ` (TLS, certificate checked for ${target.tls.serverName})`;
   console.error(
-    `connected to ${formatAddress(conn.remoteAddr)} from ${formatAddress(conn.localAddr)}`,
+    `connected to ${formatAddress(conn.remoteAddr)} from ${formatAddress(conn.localAddr)}${
+      secured ?? ""
+    }`,
   );
 
   // Local time as HH:MM:SS, the first eight characters of toTimeString().
@@ -469,7 +582,7 @@ export async function main(args: string[]): Promise<number> {
         return exitCode(ending);
       }
       if (prompt) prompt.accepting = false;
-      const next = await reconnect({ hostname: host, port }, io, outgoing, note!);
+      const next = await reconnect(target, io, outgoing, note!);
       if (next === undefined) return exitCode(ending);
       if (prompt) prompt.accepting = true;
       conn = next;

@@ -4,9 +4,9 @@
  * output queue and its writer, backpressure, the half-close, the FIN
  * bookkeeping and the close's grace timer.
  *
- * It is typed on `Deno.Conn`, what `Deno.TcpConn` and `Deno.TlsConn` share,
- * so a TLS socket plugs in unchanged; no-delay is TCP-only and is set where
- * the socket is accepted.
+ * It is typed on {@linkcode ByteConn}, the part of `Deno.Conn` it uses, so a
+ * TLS socket (tls.ts) plugs in unchanged; no-delay is set where the socket
+ * is accepted.
  *
  * The close, in protocol order (RFC 9293, section 3.6):
  * 1. `close()`: stop taking input, flush what is queued, then send our FIN
@@ -32,6 +32,19 @@ const INITIAL_READ_BYTES = 256;
 const PAUSE_READING_BYTES = 64 * 1024;
 // Queued lines are joined into writes of at most this many bytes.
 const MAX_WRITE_BYTES = 64 * 1024;
+
+/**
+ * The part of `Deno.Conn` a connection uses: `Deno.TcpConn` has it, and so
+ * does tls.ts's socket. `setNoDelay` is TCP's (Nagle off).
+ */
+export interface ByteConn {
+  readonly remoteAddr: Deno.Addr;
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(data: Uint8Array): Promise<number>;
+  closeWrite(): Promise<void>;
+  close(): void;
+  setNoDelay?(noDelay?: boolean): void;
+}
 
 /** What a connection tells its owner. */
 export interface ConnectionHandler {
@@ -72,7 +85,7 @@ export interface ConnectionSettings {
  * reading only to see the peer's FIN), `closed` (socket released).
  */
 export class Connection {
-  readonly #conn: Deno.Conn;
+  readonly #conn: ByteConn;
   readonly #settings: ConnectionSettings;
   readonly #handler: ConnectionHandler;
   #state: "open" | "closing" | "closed" = "open";
@@ -93,7 +106,7 @@ export class Connection {
   static #lastJoin?: { pieces: Uint8Array[]; bytes: Uint8Array };
 
   /** Takes over `conn` and starts reading from it. */
-  constructor(conn: Deno.Conn, settings: ConnectionSettings, handler: ConnectionHandler) {
+  constructor(conn: ByteConn, settings: ConnectionSettings, handler: ConnectionHandler) {
     this.#conn = conn;
     this.#settings = settings;
     this.#handler = handler;

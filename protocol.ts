@@ -295,6 +295,7 @@ export const say = {
   unknownCommand: (command: string) => `ERR unknown command ${command} (try /help)`,
   tooLong: `ERR line too long (max ${MAX_MESSAGE_BYTES} bytes)`,
   invalidUtf8: "ERR invalid UTF-8",
+  notTls: "ERR this port speaks plain text, not TLS: connect without TLS, or to the TLS port",
   serverFull: (max: number, noun: string) =>
     `ERR server full (max ${max} ${noun}${max === 1 ? "" : "s"})`,
 };
@@ -351,4 +352,15 @@ export function ownNameFrom(line: string, current: string | undefined): string |
     return line.slice(renamed.length);
   }
   return current;
+}
+
+/**
+ * Whether `bytes`, the first a client sent, begin a TLS ClientHello: a
+ * handshake record (type 22) of TLS 1.0-1.3 (version 3.1-3.4, RFC 8446
+ * section 5.1; SSL 3.0 is 3.0) whose first message is a ClientHello (type 1,
+ * section 4). Such bytes on a plain port are a TLS client, not chat text.
+ */
+export function isTlsClientHello(bytes: Uint8Array): boolean {
+  return bytes.length >= 6 && bytes[0] === 0x16 && bytes[1] === 0x03 && bytes[2] <= 0x04 &&
+    bytes[5] === 0x01;
 }

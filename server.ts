@@ -35,14 +35,18 @@ import {
   parseInteger,
   parseListenFlags,
   parseSeconds,
+  readFlagFile,
   runMain,
   runServer,
+  RuntimeError,
   SERVER_FLAGS,
+  UsageError,
 } from "./cli.ts";
-import { say } from "./protocol.ts";
+import { isTlsClientHello, say } from "./protocol.ts";
 import { hasTelnetBytes, TelnetFilter } from "./telnet.ts";
 import { type Member, type MemberLink, Room } from "./room.ts";
 import {
+  type ByteConn,
   CLOSE_GRACE_MS,
   Connection,
   type ConnectionHandler,
@@ -68,6 +72,9 @@ Options:
                        to N; past it the server reads from that client more slowly
                        (nothing is lost), 0 = no limit (default 1000)
   --trace              print each connection's TCP life cycle (handshake, FINs, close)
+  --tls-cert FILE      speak TLS, with this certificate chain (PEM; needs --tls-key
+                       and --allow-read for both files)
+  --tls-key FILE       the certificate's private key (PEM)
   --no-console         do not read stdin: for running in the background (server.ts &)
   --help               show this help
 
@@ -105,6 +112,21 @@ export interface ServerOptions {
   log?: (line: string) => void;
 }
 
+/** A certificate chain and its private key, PEM text, for {@linkcode startTlsServer}. */
+export interface TlsOptions {
+  cert: string;
+  key: string;
+  /** How long a client may take over its handshake (default HANDSHAKE_TIMEOUT_MS, 10 s). */
+  handshakeTimeoutMs?: number;
+}
+
+/** What the server accepts connections from: `Deno.listen`'s listener, or TLS's (tls.ts). */
+interface Listener {
+  readonly addr: Deno.NetAddr;
+  accept(): Promise<ByteConn>;
+  close(): void;
+}
+
 /**
  * A running TCP server. `shutdown()` stops accepting, tells clients, waits up
  * to 2 s for their FINs and closes the rest.
@@ -119,18 +141,52 @@ export interface Server extends ConsoleServer {
 
 /** Starts a server: it is listening when this returns (Deno.listen binds at once). */
 export function startServer(options: ServerOptions = {}): Server {
-  const mode = options.mode ?? "chat";
-  const maxRate = options.maxRate ?? DEFAULT_MAX_RATE;
-  // Below one line a second the bucket could never hold a whole line.
-  if (maxRate !== 0 && !(maxRate >= 1)) throw new RangeError("maxRate must be 0 or at least 1");
-  const log = options.log ?? ((line: string) => console.log(line));
-
   // socket, bind, listen. The C original's backlog of 5 cannot be set: Deno uses 511.
   const listener = Deno.listen({
     hostname: options.host ?? DEFAULT_HOST,
     port: options.port ?? DEFAULT_PORT,
     transport: "tcp",
   });
+  return serveOn(listener, options);
+}
+
+/**
+ * Starts a server that speaks TLS (tls.ts says why on node:tls): listening
+ * when the promise resolves. A connection counts against `maxClients` from
+ * its TCP handshake on, so stalled TLS handshakes cannot take every slot;
+ * past the limit, or after `handshakeTimeoutMs`, it is closed and logged.
+ * Rejects as {@linkcode startServer} throws, or with Node's error for a
+ * certificate or key it cannot use.
+ */
+export async function startTlsServer(
+  options: ServerOptions & { tls: TlsOptions },
+): Promise<Server> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const maxClients = options.maxClients ?? DEFAULT_MAX_CLIENTS;
+  // Loaded only here: a plain server never loads node:tls.
+  const { TlsListener } = await import("./tls.ts");
+  const listener = await TlsListener.listen({
+    hostname: options.host ?? DEFAULT_HOST,
+    port: options.port ?? DEFAULT_PORT,
+    ...options.tls,
+  }, {
+    connected(address, open) {
+      if (open <= maxClients) return true;
+      log(`closed ${address} (server full, before the TLS handshake)`);
+      return false;
+    },
+    failed: (address, reason) => log(`closed ${address} (${reason})`),
+  });
+  return serveOn(listener, { ...options, log });
+}
+
+/** Serves the connections `listener` accepts: the room (or echo), the accept loop, the shutdown. */
+function serveOn(listener: Listener, options: ServerOptions): Server {
+  const mode = options.mode ?? "chat";
+  const maxRate = options.maxRate ?? DEFAULT_MAX_RATE;
+  // Below one line a second the bucket could never hold a whole line.
+  if (maxRate !== 0 && !(maxRate >= 1)) throw new RangeError("maxRate must be 0 or at least 1");
+  const log = options.log ?? ((line: string) => console.log(line));
   const room = new Room({
     noun: "client",
     chat: mode === "chat",
@@ -165,7 +221,7 @@ export function startServer(options: ServerOptions = {}): Server {
 
   async function acceptLoop(): Promise<void> {
     while (!shuttingDown) {
-      let conn: Deno.TcpConn;
+      let conn: ByteConn;
       try {
         conn = await listener.accept();
       } catch (error) {
@@ -183,8 +239,8 @@ export function startServer(options: ServerOptions = {}): Server {
         conn.close();
         return;
       }
-      // Lines are small and interactive: send each at once (no Nagle). TCP only.
-      conn.setNoDelay(true);
+      // Lines are small and interactive: send each at once (no Nagle).
+      conn.setNoDelay?.(true);
       clients.add(new Client(conn, context));
     }
   }
@@ -260,7 +316,7 @@ class Client implements ConnectionHandler, MemberLink {
   tokens: number;
   tokensAt: number;
 
-  constructor(conn: Deno.Conn, context: ClientContext) {
+  constructor(conn: ByteConn, context: ClientContext) {
     this.#context = context;
     this.tokens = context.maxRate;
     this.tokensAt = context.room.now();
@@ -306,6 +362,11 @@ class Client implements ConnectionHandler, MemberLink {
   // ---- what the connection tells the client (ConnectionHandler)
 
   received(chunk: Uint8Array): void | Promise<void> {
+    if (this.#framer === undefined && isTlsClientHello(chunk)) {
+      // A TLS client on the plain port: its handshake is not chat text.
+      this.#connection.send(encodeLine(say.notTls));
+      return this.#context.room.leave(this.#member!, "TLS on the plain port");
+    }
     const framer = this.#framer ??= new LineFramer();
     let block: Uint8Array | undefined;
     if (this.#context.mode === "echo" && this.#telnet === undefined) {
@@ -463,6 +524,8 @@ export async function main(args: string[]): Promise<number> {
     "max-queue": { type: "string", default: String(DEFAULT_MAX_QUEUE_BYTES) },
     "max-rate": { type: "string", default: String(DEFAULT_MAX_RATE) },
     trace: { type: "boolean", default: false },
+    "tls-cert": { type: "string" },
+    "tls-key": { type: "string" },
   });
   if (flags.help) {
     console.log(USAGE);
@@ -479,13 +542,37 @@ export async function main(args: string[]): Promise<number> {
     maxRate: parseInteger("--max-rate", flags["max-rate"], 0, 1_000_000),
     trace: flags.trace,
   };
+  const tls = await readTlsFlags(flags["tls-cert"], flags["tls-key"]);
   return await runServer(
     "server.ts",
-    "tcp",
+    tls === undefined ? "tcp" : "tls",
     listen,
-    (log) => startServer({ ...options, log }),
+    async (log) => {
+      if (tls === undefined) return startServer({ ...options, log });
+      try {
+        return await startTlsServer({ ...options, tls, log });
+      } catch (error) {
+        if (!(error instanceof Error && error.name === "TlsSetupError")) throw error;
+        throw new RuntimeError(`server.ts: cannot use --tls-cert/--tls-key: ${error.message}`);
+      }
+    },
     { console: !flags["no-console"] },
   );
+}
+
+/** `--tls-cert` and `--tls-key`, both or neither: the PEM texts, or `undefined` for plain TCP. */
+async function readTlsFlags(
+  certPath: string | undefined,
+  keyPath: string | undefined,
+): Promise<TlsOptions | undefined> {
+  if (certPath === undefined && keyPath === undefined) return undefined;
+  if (certPath === undefined || keyPath === undefined) {
+    throw new UsageError("--tls-cert and --tls-key go together: give both, or neither");
+  }
+  return {
+    cert: await readFlagFile("server.ts", "--tls-cert", certPath),
+    key: await readFlagFile("server.ts", "--tls-key", keyPath),
+  };
 }
 
 if (import.meta.main) runMain("server.ts", () => main(Deno.args));
