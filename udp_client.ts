@@ -20,6 +20,7 @@
 import { lookup } from "node:dns/promises";
 import { decodeUtf8, MAX_MESSAGE_BYTES, readInputMessages, toDisplayText } from "./line_buffer.ts";
 import {
+  canonicalHost,
   DEFAULT_HOST,
   DEFAULT_PORT,
   describeNetError,
@@ -49,7 +50,8 @@ At a terminal the client joins the chat room at once, keeps its membership
 alive and sends /quit on Ctrl-C; --join does the same for piped input.
 
 Options:
-  --host HOST      server address (default ${DEFAULT_HOST})
+  --host HOST      server name or address (default ${DEFAULT_HOST}); IPv6 bare or in
+                   brackets (::1 or [::1]), link-local with its zone (fe80::1%eth0)
   --port PORT      server port (default ${DEFAULT_PORT})
   --name NAME      take this name first (sends /nick NAME)
   --wait MS        after the input ends, print replies until MS ms pass in silence
@@ -68,7 +70,11 @@ Options:
   --timeout MS     with --expect-reply: wait this long for each answer (default 1000)
   --retries N      with --expect-reply: resend an unanswered datagram up to N times
                    (default 3)
-  --help           show this help`;
+  --help           show this help
+
+Exit status: 0, or 1 when a datagram could not be sent (each failure is shown)
+or, with --expect-reply, went unanswered; 2 for a bad option; 130 after Ctrl-C
+when joined.`;
 
 export const DEFAULT_WAIT_MS = 1000;
 export const DEFAULT_TIMEOUT_MS = 1000;
@@ -120,31 +126,28 @@ export interface UdpClientIo {
   status(line: string): void;
 }
 
-/** Is `source` the server? Only its datagrams are shown, so nobody else can inject text. */
+/**
+ * Is `source` the server? Only its datagrams are shown, so nobody else can
+ * inject text. The zone is left out of the comparison: Deno reports a sender
+ * without one (`fe80::1`, never `fe80::1%lo`) and gives no scope id to compare
+ * instead, so a link-local server is matched by its address and port.
+ */
 function isServer(source: Deno.NetAddr, server: Deno.NetAddr): boolean {
-  return source.port === server.port &&
-    canonicalIp(source.hostname) === canonicalIp(server.hostname);
+  const host = (addr: Deno.NetAddr) => canonicalIp(addr.hostname).replace(/%.*$/, "");
+  return source.port === server.port && host(source) === host(server);
 }
 
 /**
  * One spelling per address, so replies can be matched to the server by their
- * source: IPv6 in its shortest form, and the "any" addresses as the loopback a
- * datagram sent to them reaches (its answer comes from there).
+ * source: {@linkcode canonicalHost}'s (IPv6 in its shortest form with its
+ * zone, an IPv4-mapped address as IPv4), and the "any" addresses as the
+ * loopback a datagram sent to them reaches (its answer comes from there).
  */
 export function canonicalIp(ip: string): string {
-  if (ip === "0.0.0.0") return "127.0.0.1";
-  if (!ip.includes(":")) return ip;
-  // A zone ("fe80::1%lo") is kept as written: URL cannot parse one.
-  const zone = ip.indexOf("%");
-  const address = zone === -1 ? ip : ip.slice(0, zone);
-  let short: string;
-  try {
-    short = new URL(`http://[${address}]/`).hostname.slice(1, -1);
-  } catch {
-    return ip; // not an IPv6 address after all: compared as written
-  }
-  if (short === "::") short = "::1";
-  return zone === -1 ? short : short + ip.slice(zone);
+  const host = canonicalHost(ip);
+  if (host === "0.0.0.0") return "127.0.0.1";
+  if (host === "::") return "::1";
+  return host;
 }
 
 /** The lines of one datagram from the server, made safe to print. */
@@ -162,9 +165,11 @@ export function displayLines(datagram: Uint8Array): string[] {
 }
 
 /**
- * Runs one session; resolves with the exit code. `socket` is bound already;
- * with --expect-reply every request after the first goes from a new socket
- * bound like it (`openSocket`). Closes every socket it used.
+ * Runs one session; resolves with the exit code: 0, or 1 when a send failed
+ * (or, with --expect-reply, a request went unanswered), 130 after `interrupt`.
+ * `socket` is bound already; with --expect-reply every request after the
+ * first goes from a new socket bound like it (`openSocket`). Closes every
+ * socket it used.
  */
 export async function runUdpClient(
   socket: Deno.DatagramConn,
@@ -185,6 +190,8 @@ export async function runUdpClient(
   const closedByUs = new WeakSet<Deno.DatagramConn>();
   let warnedStranger = false;
   let warnedReceive = false;
+  /** A send failed: its line was printed, and the session ends with EXIT_RUNTIME_ERROR. */
+  let sendFailed = false;
 
   /** Waits for the next datagram from the server on `conn`; undefined once we closed it. */
   async function receiveFromServer(conn: Deno.DatagramConn, buffer: Uint8Array) {
@@ -236,6 +243,7 @@ export async function runUdpClient(
       const message = describeNetError("udp_client.ts", error, action);
       if (message === undefined) throw error;
       io.status(message);
+      sendFailed = true;
       return false;
     }
   }
@@ -420,7 +428,9 @@ export async function runUdpClient(
     if (!quitSent && (wasInterrupted || join !== undefined)) {
       await send(socket, asLine(encoder.encode("/quit")));
     }
-    return wasInterrupted ? EXIT_INTERRUPTED : 0;
+    if (wasInterrupted) return EXIT_INTERRUPTED;
+    // UDP goes on after a failed send (the next may pass), but what failed did not arrive.
+    return sendFailed ? EXIT_RUNTIME_ERROR : 0;
   } finally {
     stopped = true;
     clearInterval(keepalive);

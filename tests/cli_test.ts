@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  canonicalHost,
   consoleLog,
   DEFAULT_HOST,
   describeNetError,
@@ -150,7 +151,6 @@ Deno.test("parseHost() takes a link-local address with its zone, and addresses o
     const value of [
       "fe80::1%eth0",
       "fe80::1%2",
-      "[fe80::1%lo]",
       "fec0::1", // just after fe80::/10
       "fe7f::1", // just before it
       "fe8::1", // 0fe8::1
@@ -161,6 +161,36 @@ Deno.test("parseHost() takes a link-local address with its zone, and addresses o
   ) {
     assert.equal(parseHost(value), value);
   }
+});
+
+Deno.test("parseHost() takes an IPv6 address in brackets and returns it without them", () => {
+  const cases: [string, string][] = [
+    ["[::1]", "::1"],
+    ["[::]", "::"],
+    ["[2001:db8::1]", "2001:db8::1"],
+    ["[fe80::1%lo]", "fe80::1%lo"],
+    ["[::ffff:127.0.0.1]", "::ffff:127.0.0.1"],
+  ];
+  for (const [value, host] of cases) assert.equal(parseHost(value), host, value);
+});
+
+Deno.test("parseHost() refuses brackets around anything but an IPv6 address, or a port after them", () => {
+  for (const value of ["[127.0.0.1]", "[localhost]", "[]", "[::1", "::1]", "[[::1]]", "a[b]"]) {
+    assertUsageError(
+      () => parseHost(value),
+      new RegExp(
+        `^Cannot parse --host "${
+          RegExp.escape(value)
+        }": brackets go around an IPv6 address only, as in \\[::1\\]$`,
+      ),
+    );
+  }
+  assertUsageError(
+    () => parseHost("[::1]:9090"),
+    /^Cannot parse --host "\[::1\]:9090": give the port with --port$/,
+  );
+  // The link-local check looks inside the brackets.
+  assertUsageError(() => parseHost("[fe80::1]"), /needs its zone, .* as in fe80::1%eth0$/);
 });
 
 Deno.test("parseHost() refuses an empty zone", () => {
@@ -235,9 +265,29 @@ Deno.test("formatAddress() writes host:port for IPv4 and brackets IPv6 hosts", a
       text: "[2001:db8::7]:1",
     },
     {
-      name: "IPv4-mapped IPv6",
+      name: "IPv4-mapped IPv6: the IPv4 address it is",
       addr: { transport: "tcp", hostname: "::ffff:127.0.0.1", port: 65535 },
-      text: "[::ffff:127.0.0.1]:65535",
+      text: "127.0.0.1:65535",
+    },
+    {
+      name: "IPv4-mapped IPv6 in hex and capitals",
+      addr: { transport: "udp", hostname: "0:0:0:0:0:FFFF:C0A8:0114", port: 53 },
+      text: "192.168.1.20:53",
+    },
+    {
+      name: "IPv6 in its shortest form, lower case",
+      addr: { transport: "udp", hostname: "2001:DB8:0:0:0:0:0:7", port: 1 },
+      text: "[2001:db8::7]:1",
+    },
+    {
+      name: "IPv6 with its zone",
+      addr: { transport: "udp", hostname: "fe80:0::1%eth0", port: 9090 },
+      text: "[fe80::1%eth0]:9090",
+    },
+    {
+      name: "IPv4-compatible IPv6 (::/96) is not mapped",
+      addr: { transport: "tcp", hostname: "::7f00:1", port: 1 },
+      text: "[::7f00:1]:1",
     },
     {
       name: "a host name",
@@ -247,6 +297,30 @@ Deno.test("formatAddress() writes host:port for IPv4 and brackets IPv6 hosts", a
   ];
   for (const { name, addr, text } of cases) {
     await t.step(name, () => assert.equal(formatAddress(addr), text));
+  }
+});
+
+Deno.test("canonicalHost() writes every spelling of one address the same way", () => {
+  const spellings: [string, string[]][] = [
+    ["127.0.0.1", ["127.0.0.1", "::ffff:127.0.0.1", "::FFFF:7F00:1", "0:0:0:0:0:ffff:7f00:0001"]],
+    ["::1", ["::1", "0:0:0:0:0:0:0:1", "0::1", "::0:1"]],
+    ["fe80::1%lo", ["fe80::1%lo", "FE80:0:0::1%lo"]],
+    ["localhost", ["localhost"]],
+    ["not:an:address", ["not:an:address"]],
+  ];
+  for (const [canonical, written] of spellings) {
+    for (const host of written) assert.equal(canonicalHost(host), canonical, host);
+  }
+});
+
+Deno.test("formatAddress() writes an IPv4 peer of a dual-stack listener as IPv4, an IPv6 one in brackets", async () => {
+  using listener = Deno.listen({ hostname: "::", port: 0 });
+  const { port } = listener.addr;
+  for (const [hostname, shown] of [["127.0.0.1", "127.0.0.1"], ["::1", "[::1]"]]) {
+    using client = await Deno.connect({ hostname, port });
+    using accepted = await listener.accept();
+    const from = `${shown}:${client.localAddr.port}`;
+    assert.equal(formatAddress(accepted.remoteAddr), from, accepted.remoteAddr.hostname);
   }
 });
 
@@ -844,6 +918,14 @@ Deno.test({
         ],
         code: 1,
       },
+      // Expecting no reply, it still exits 1: the line it was given was not sent.
+      {
+        setup: [],
+        script: "udp_client.ts",
+        args: ["--host", "10.0.0.1", "--wait", "0"],
+        stderr: [`udp_client.ts: cannot send to 10.0.0.1:9090: ${noRoute}`],
+        code: 1,
+      },
     ]);
   },
 });
@@ -1014,6 +1096,26 @@ Deno.test({
 });
 
 Deno.test({
+  name: "every script refuses brackets around an IPv4 address in one usage line, exit 2",
+  ignore: NEEDS_SPAWN,
+  async fn(t) {
+    await assertErrorCases(
+      t,
+      SCRIPTS.map((script) => ({
+        setup: [],
+        script,
+        args: ["--host", "[127.0.0.1]"],
+        stderr: [
+          `${script}: Cannot parse --host "[127.0.0.1]": brackets go around an IPv6 address ` +
+          `only, as in [::1] (see --help)`,
+        ],
+        code: 2,
+      })),
+    );
+  },
+});
+
+Deno.test({
   name: "server.ts and client.ts talk over a link-local address given with its zone",
   ignore: NEEDS_SPAWN,
   async fn() {
@@ -1061,6 +1163,75 @@ Deno.test({
       assert.equal(output.code, 0, stderr);
       assert.match(stderr, /^connected to \[fe80::1\]:\d+ from \[fe80::1\]:\d+$/m);
       assert.equal(new TextDecoder().decode(output.stdout), "你好，世界\n");
+    } finally {
+      server.child.kill("SIGTERM");
+      await finish(server);
+    }
+  },
+});
+
+Deno.test({
+  name: "udp_server.ts and udp_client.ts talk over a link-local address given with its zone",
+  ignore: NEEDS_SPAWN,
+  async fn(t) {
+    // fe80::1 on the namespace's own loopback: the zone is "lo". Deno reports
+    // the server's answers as from fe80::1, without the zone the client was given.
+    const setup = [...LOOPBACK_UP, "ip -6 addr add fe80::1/64 dev lo nodad"];
+    const server = runProgram(
+      "unshare",
+      unshareArgs(
+        setup,
+        denoRun("udp_server.ts", ["--host", "fe80::1%lo", "--port", "0", "--mode", "echo"]),
+      ),
+      { NO_COLOR: "1" },
+    );
+    try {
+      const listening = await within(
+        30_000,
+        "the server's listening line",
+        server.stdout.until((line) => /listening on /.test(line)),
+      );
+      const port = /^(?:\S+Z )?listening on \[fe80::1\]:(\d+) \(udp, echo\)$/.exec(listening)
+        ?.[1];
+      assert.ok(port !== undefined, `the listening line: ${listening}`);
+      const cases: [string, string[], { stdout: string; stderr: string }][] = [
+        ["piped", ["--wait", "200"], { stdout: "你好，世界\n", stderr: "" }],
+        [
+          "with --expect-reply",
+          ["--expect-reply", "--retries", "0"],
+          { stdout: "你好，世界\n", stderr: "sent 1, answered 1, lost 0\n" },
+        ],
+      ];
+      for (const [name, flags, expected] of cases) {
+        await t.step(name, async () => {
+          // The client joins the server's namespace (its user namespace too, where it may enter).
+          const client = new Deno.Command("nsenter", {
+            args: [
+              "--target",
+              String(server.child.pid),
+              "--user",
+              "--net",
+              "--preserve-credentials",
+              ...denoRun("udp_client.ts", ["--host", "fe80::1%lo", "--port", port, ...flags]),
+            ],
+            cwd: ROOT,
+            env: { NO_COLOR: "1" },
+            stdin: "piped",
+            stdout: "piped",
+            stderr: "piped",
+            signal: AbortSignal.timeout(30_000),
+          }).spawn();
+          const input = client.stdin.getWriter();
+          await input.write(new TextEncoder().encode("你好，世界\n"));
+          await input.close();
+          const output = await client.output();
+          assert.deepEqual({
+            code: output.code,
+            stdout: new TextDecoder().decode(output.stdout),
+            stderr: new TextDecoder().decode(output.stderr),
+          }, { code: 0, ...expected });
+        });
+      }
     } finally {
       server.child.kill("SIGTERM");
       await finish(server);

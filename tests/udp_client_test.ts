@@ -304,9 +304,25 @@ Deno.test("server addresses are matched however they are written", () => {
     ["0::1", "::1"],
     ["FE80:0:0::1", "fe80::1"],
     ["fe80:0::1%lo", "fe80::1%lo"],
+    ["::ffff:127.0.0.1", "127.0.0.1"],
+    ["::FFFF:7F00:1", "127.0.0.1"],
+    ["::ffff:0.0.0.0", "127.0.0.1"],
     ["not:an:address", "not:an:address"],
   ];
   for (const [written, canonical] of cases) assert.equal(canonicalIp(written), canonical, written);
+});
+
+Deno.test("a send that fails is shown in one line and the client exits 1, even expecting no reply", async () => {
+  // An IPv4 socket cannot send to ::1: the send fails at once (EAFNOSUPPORT), as
+  // one to a network without a route would.
+  const server: Deno.NetAddr = { transport: "udp", hostname: "::1", port: 9 };
+  const failed = "udp_client.ts: cannot send to [::1]:9: this machine has that address " +
+    "family, IPv4 or IPv6, turned off (address family not supported)";
+  const piped = await runClient({ server }, pipedInput("你好\n"));
+  assert.deepEqual(piped, { code: 1, printed: [], status: [failed] });
+  // Joined: the join, the line and the /quit all fail, each said once.
+  const joined = await runClient({ server, join: { keepaliveMs: 0 } }, pipedInput("你好\n"));
+  assert.deepEqual(joined, { code: 1, printed: [], status: [failed, failed, failed] });
 });
 
 Deno.test("two clients chat with names and /list through the UDP server", async () => {
