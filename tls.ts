@@ -18,6 +18,7 @@
  * @module
  */
 import tls from "node:tls";
+import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import type { Socket } from "node:net";
 import { errorText, formatAddress } from "./cli.ts";
 import type { ByteConn } from "./connection.ts";
@@ -114,7 +115,14 @@ export class SocketConn implements ByteConn {
     return new Promise((resolve) => this.#socket.end(() => resolve()));
   }
 
+  /**
+   * Frees the socket. Like a `Deno.TlsConn`'s close, it sends close_notify
+   * and the FIN if `closeWrite()` has not (a peer that closed first gets
+   * them, not a bare FIN, which OpenSSL 3 reports as a truncation); bytes
+   * still unsent are dropped with them.
+   */
   close(): void {
+    if (!this.#socket.writableEnded && !this.#socket.destroyed) this.#socket.end();
     this.#socket.destroy();
     this.#ended = true;
     this.#wake?.();
@@ -173,6 +181,7 @@ export class TlsListener {
     },
     events: TlsEvents,
   ): Promise<TlsListener> {
+    checkKeyPair(options.cert, options.key);
     let server: tls.Server;
     try {
       server = tls.createServer({
@@ -183,7 +192,7 @@ export class TlsListener {
         allowHalfOpen: true,
       });
     } catch (error) {
-      // Not PEM, a key that does not match the certificate, ...: OpenSSL's words.
+      // Whatever else it refuses (checkKeyPair has read both files): its words.
       throw new TlsSetupError(errorText(error));
     }
     const listener = new TlsListener(server, netAddr(options.hostname, options.port));
@@ -240,6 +249,30 @@ export class TlsListener {
     this.#server.close();
     for (const conn of this.#ready.splice(0)) conn.close();
     this.#wake?.();
+  }
+}
+
+/**
+ * Throws {@linkcode TlsSetupError} unless `cert` begins with a PEM
+ * certificate and `key` is its private key. Deno 2.9.6's `tls.createServer`
+ * takes any text and only fails at each handshake ("unsupported protocol"):
+ * without this a wrong file makes a server that serves no one.
+ */
+function checkKeyPair(cert: string, key: string): void {
+  let certificate: X509Certificate;
+  let privateKey: KeyObject;
+  try {
+    certificate = new X509Certificate(cert);
+  } catch (error) {
+    throw new TlsSetupError(`no PEM certificate in the --tls-cert file (${errorText(error)})`);
+  }
+  try {
+    privateKey = createPrivateKey(key);
+  } catch (error) {
+    throw new TlsSetupError(`no PEM private key in the --tls-key file (${errorText(error)})`);
+  }
+  if (!certificate.checkPrivateKey(privateKey)) {
+    throw new TlsSetupError("the key is not the certificate's: give the key made with it");
   }
 }
 

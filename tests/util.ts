@@ -7,7 +7,13 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { type Server, type ServerOptions, startServer } from "../server.ts";
+import {
+  type Server,
+  type ServerOptions,
+  startServer,
+  startTlsServer,
+  type TlsOptions,
+} from "../server.ts";
 import { writeAll } from "../line_buffer.ts";
 
 /** Spawning the scripts needs more than `--allow-net`; see the README's test command. */
@@ -146,10 +152,11 @@ export function runProgram(
   args: string[],
   env: Record<string, string> = {},
   serverLog = false,
+  cwd = ROOT,
 ): Script {
   const child = new Deno.Command(program, {
     args,
-    cwd: ROOT,
+    cwd,
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
@@ -164,14 +171,15 @@ export function runProgram(
 }
 
 /**
- * Runs `deno run --allow-net <script> ...args` from the project folder, with
- * piped stdin, stdout and stderr. With `serverLog`, stdout is a running
- * server's log: every line must carry its time stamp, which is taken off.
+ * Runs `deno run --allow-net <script> ...args` from the project folder (or
+ * from `cwd`, the script then named by its absolute path), with piped stdin,
+ * stdout and stderr. With `serverLog`, stdout is a running server's log:
+ * every line must carry its time stamp, which is taken off.
  */
 export function runScript(
   script: string,
   args: string[],
-  options: { permissions?: string[]; serverLog?: boolean } = {},
+  options: { permissions?: string[]; serverLog?: boolean; cwd?: string } = {},
 ): Script {
   const permissions = options.permissions ?? ["--allow-net"];
   return runProgram(
@@ -179,6 +187,7 @@ export function runScript(
     ["run", "--quiet", ...permissions, script, ...args],
     { NO_COLOR: "1" },
     options.serverLog,
+    options.cwd,
   );
 }
 
@@ -234,19 +243,36 @@ export class TestServer {
   logs: string[] = [];
   #waiters: { match: (line: string) => boolean; resolve: (line: string) => void }[] = [];
 
-  constructor(options: ServerOptions = {}) {
-    this.server = startServer({
+  /** Starts a plain server on 127.0.0.1, port 0; or wraps `running`, whose log goes to `record`. */
+  constructor(options: ServerOptions = {}, running?: Server) {
+    this.server = running ??
+      startServer({ host: "127.0.0.1", port: 0, ...options, log: (line) => this.record(line) });
+  }
+
+  /** Starts a server that speaks TLS ({@linkcode startTlsServer}) on 127.0.0.1, port 0. */
+  static async tls(options: ServerOptions & { tls: TlsOptions }): Promise<TestServer> {
+    // Nothing is logged before the listener is up, but a line is never dropped.
+    const early: string[] = [];
+    let record = (line: string): void => void early.push(line);
+    const server = await startTlsServer({
       host: "127.0.0.1",
       port: 0,
       ...options,
-      log: (line) => {
-        this.logs.push(line);
-        this.#waiters = this.#waiters.filter((waiter) => {
-          if (!waiter.match(line)) return true;
-          waiter.resolve(line);
-          return false;
-        });
-      },
+      log: (line) => record(line),
+    });
+    const test = new TestServer(options, server);
+    for (const line of early) test.record(line);
+    record = (line) => test.record(line);
+    return test;
+  }
+
+  /** Keeps a log line of the server and wakes whoever waits for it. */
+  record(line: string): void {
+    this.logs.push(line);
+    this.#waiters = this.#waiters.filter((waiter) => {
+      if (!waiter.match(line)) return true;
+      waiter.resolve(line);
+      return false;
     });
   }
 
