@@ -47,11 +47,12 @@ import {
   UsageError,
   withNetErrors,
 } from "./cli.ts";
-import { nameError, ownLine, ownNameFrom, parseCommand, say } from "./protocol.ts";
+import { nameError, ownLine, ownNameFrom, parseCommand, PASS_COMMAND, say } from "./protocol.ts";
 import type { Prompt } from "./terminal.ts";
 
-// The first line of a netchat server that is full (protocol.ts, say.serverFull).
-const SERVER_FULL = "ERR server full";
+// The first line of a netchat server that turns a client away: full, or not
+// for its address (protocol.ts: say.serverFull, notAllowed, tooManyFromAddress).
+const TURNED_AWAY = /^ERR (server full|not allowed from |too many clients from )/;
 
 const USAGE = `Usage: deno run --allow-net client.ts [options]
 
@@ -67,6 +68,8 @@ Options:
   --host HOST    server address (default ${DEFAULT_HOST})
   --port PORT    server port (default ${DEFAULT_PORT})
   --name NAME    take this name on connecting (sends /nick NAME)
+  --password-file FILE  give the room's password, FILE's first line, on connecting
+                 (sends /pass PASSWORD before anything else; needs --allow-read=FILE)
   --listen-only  send nothing (stdin is not read): stay and print the room
                  until the server closes
   --timestamps   print the local time (HH:MM:SS) before each line received
@@ -85,8 +88,9 @@ lines appear above what you are typing, and your own lines as the room shows
 them. Ctrl-D or /quit leaves; Ctrl-C leaves too, and twice quits at once.
 
 Exit status: 0 when you or the server closed the connection, 1 when it could
-not be made or a full server turned you away, 2 for a bad option, 3 when the
-connection was lost (reset by the server, or timed out).`;
+not be made or the server turned you away (full, or not from your address),
+2 for a bad option, 3 when the connection was lost (reset by the server, or
+timed out).`;
 
 const encoder = new TextEncoder();
 const NEWLINE = new Uint8Array([0x0a]);
@@ -134,6 +138,8 @@ export interface ClientState {
   name?: string;
   /** A name we chose (`--name`, or `/nick` granted): taken again on reconnecting. */
   chosen?: string;
+  /** The room's password (`--password-file`): given first on every connection. */
+  password?: string;
 }
 
 /**
@@ -214,7 +220,7 @@ export async function runSession(
         }
         const text = toDisplayText(frame);
         // A netchat server that turns us away says so first, then closes.
-        if (linesShown++ === 0 && text.startsWith(SERVER_FULL)) turnedAway = true;
+        if (linesShown++ === 0 && TURNED_AWAY.test(text)) turnedAway = true;
         if (text === say.kicked) kicked = true;
         const name = ownNameFrom(text, state.name);
         if (name !== undefined && name !== state.name) {
@@ -260,6 +266,10 @@ export async function runSession(
 
   async function toServer(): Promise<void> {
     try {
+      // The password goes before anything else: until the server has it, it takes nothing else.
+      if (state.password !== undefined) {
+        await writeAll(conn, encoder.encode(`${PASS_COMMAND} ${state.password}\n`));
+      }
       if (state.chosen !== undefined) {
         await writeAll(conn, encoder.encode(`/nick ${state.chosen.normalize("NFC")}\n`));
       }
@@ -481,6 +491,7 @@ export async function main(args: string[]): Promise<number> {
     host: { type: "string", default: DEFAULT_HOST },
     port: { type: "string", default: String(DEFAULT_PORT) },
     name: { type: "string" },
+    "password-file": { type: "string" },
     "listen-only": { type: "boolean", default: false },
     reconnect: { type: "boolean", default: false },
     trace: { type: "boolean", default: false },
@@ -504,6 +515,10 @@ export async function main(args: string[]): Promise<number> {
   if (!flags.tls && (flags.ca !== undefined || flags.servername !== undefined)) {
     throw new UsageError("--ca and --servername need --tls");
   }
+  // Loaded only here: a client without a password never loads auth.ts's node:crypto.
+  const password = flags["password-file"] === undefined
+    ? undefined
+    : await (await import("./auth.ts")).readPasswordFile("client.ts", flags["password-file"]);
   const target: Target = { hostname: host, port };
   if (flags.tls) {
     const ca = flags.ca === undefined
@@ -530,7 +545,7 @@ export async function main(args: string[]): Promise<number> {
 
   // Local time as HH:MM:SS, the first eight characters of toTimeString().
   const stamp = flags.timestamps ? () => new Date().toTimeString().slice(0, 8) + " " : () => "";
-  const state: ClientState = { chosen: flags.name };
+  const state: ClientState = { chosen: flags.name, password };
   const stdout = Deno.stdout;
   let io: ClientIo = {
     // Listening only: an input that never ends, so no FIN is sent before the server's.

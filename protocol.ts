@@ -245,6 +245,35 @@ export function parsePrivate(argument: string): { to: string; text: string } | u
   return to === "" || text === "" ? undefined : { to, text };
 }
 
+/**
+ * The command that gives the room's password, named after IRC's `PASS`
+ * (RFC 2812, section 3.1.1), which a client also sends before anything else.
+ */
+export const PASS_COMMAND = "/pass";
+
+/**
+ * Wrong passwords a client may give: the last one closes its connection
+ * (TCP) or has its address ignored for a while (UDP).
+ */
+export const MAX_PASSWORD_TRIES = 3;
+
+/**
+ * The password in a `/pass PASSWORD` line, exactly as sent but for the
+ * white space around it (it is compared, never shown, so it is not
+ * sanitised), or `undefined` if the line is not that command. `""` for a
+ * `/pass` with nothing after it.
+ *
+ * @example
+ * ```ts
+ * import { passwordIn } from "./protocol.ts";
+ * passwordIn("/pass correct horse"); // "correct horse"
+ * passwordIn("//pass text"); // undefined: text
+ * ```
+ */
+export function passwordIn(line: string): string | undefined {
+  return readCommand(line)?.name === PASS_COMMAND ? parseCommand(line)!.argument : undefined;
+}
+
 /** What a client in the room is shown as in `/list`. */
 export interface ListEntry {
   id: number;
@@ -298,6 +327,21 @@ export const say = {
   notTls: "ERR this port speaks plain text, not TLS: connect without TLS, or to the TLS port",
   serverFull: (max: number, noun: string) =>
     `ERR server full (max ${max} ${noun}${max === 1 ? "" : "s"})`,
+  // Who may join (access.ts, auth.ts). An address is shown as the server saw
+  // it; a password never is.
+  notAllowed: (host: string) => `ERR not allowed from ${host}`,
+  tooManyFromAddress: (host: string, max: number, noun: string) =>
+    `ERR too many ${noun}s from ${host} (max ${max} per address)`,
+  /** The one line a client of a room with a password sees before it gives the password. */
+  passwordNeeded: `* password needed: send ${PASS_COMMAND} PASSWORD`,
+  /** The answer to anything else it sends meanwhile. */
+  passwordFirst: `ERR password needed: send ${PASS_COMMAND} PASSWORD first`,
+  passUsage: `ERR usage: ${PASS_COMMAND} PASSWORD`,
+  wrongPassword: (tries: number, max: number) => `ERR wrong password (${tries} of ${max} tries)`,
+  /** The last wrong try: `then` says what follows (the connection closes, the address is ignored). */
+  lastWrongPassword: (max: number, then: string) =>
+    `ERR wrong password (${max} of ${max} tries): ${then}`,
+  alreadyIn: "* no password needed: you are in",
 };
 
 /**

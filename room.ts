@@ -13,6 +13,14 @@
  * The default, {@linkcode LocalSeam}, hands events straight back to this room;
  * a seam backed by Redis can carry them to the rooms of other processes.
  *
+ * A room with a password (`--password-file`) keeps each newcomer waiting
+ * until it sends `/pass PASSWORD`: a waiting member counts against the
+ * member limit and the idle timeout like any other, but it is told only that
+ * a password is needed, sees no line of the room, is not announced, is not
+ * in a member's `/list`, and can send nothing to anyone. The third wrong
+ * password ends it. (A transport that has checked the password itself, UDP
+ * on a newcomer's first datagram, joins it as in at once.)
+ *
  * @example
  * ```ts
  * import { Room } from "./room.ts";
@@ -33,15 +41,19 @@ import { encodeLine, sanitize } from "./line_buffer.ts";
 import {
   defaultName,
   listLine,
+  MAX_PASSWORD_TRIES,
   messageText,
   nameError,
   nameKey,
   parseCommand,
   parsePrivate,
+  PASS_COMMAND,
+  passwordIn,
   readCommand,
   say,
   SERVER_NAME,
 } from "./protocol.ts";
+import type { Password } from "./auth.ts";
 
 /**
  * Joins, leaves and renames are announced only while the room has at most
@@ -72,7 +84,10 @@ export interface MemberLink {
   readonly paced?: boolean;
 }
 
-/** A member of the room. The room changes `name` and `lastHeardAt`; the rest is fixed. */
+/**
+ * A member of the room. The room changes `name`, `lastHeardAt`, `admitted`
+ * and `wrongPasswords`; the rest is fixed.
+ */
 export interface Member {
   readonly id: number;
   name: string;
@@ -82,6 +97,10 @@ export interface Member {
   readonly link: MemberLink;
   /** Set when the member has left (or is leaving, after a broadcast in progress). */
   gone: boolean;
+  /** In the room: always, without a password; once it gave the password, with one. */
+  admitted: boolean;
+  /** Wrong passwords given so far (the room closes it at MAX_PASSWORD_TRIES). */
+  wrongPasswords: number;
 }
 
 /** Who an event is about: a member's id and name (`id` 0 is the server console). */
@@ -167,6 +186,8 @@ export interface RoomOptions {
   onQuit?: () => void;
   /** Where room events pass (default: a new {@linkcode LocalSeam}). */
   seam?: RoomSeam;
+  /** The room's password: newcomers wait until they give it (chat rooms only). */
+  password?: Password;
 }
 
 // What a member is told when it leaves for each cause; other causes (eof,
@@ -176,8 +197,11 @@ const NOTICES: Record<string, Uint8Array> = {
   "idle timeout": encodeLine(say.idle),
   kicked: encodeLine(say.kicked),
   shutdown: encodeLine(say.shuttingDown),
+  "wrong password": encodeLine(say.lastWrongPassword(MAX_PASSWORD_TRIES, "closing")),
 };
 const HELP = say.help.map(encodeLine);
+/** How the console's /list marks members waiting for the password. */
+const WAITING_MARK = "waiting for the password";
 const SERVER: MemberRef = { id: 0, name: SERVER_NAME };
 
 /** The console's `/help`, a log line each, in the room's noun; an echo room relays no text. */
@@ -215,7 +239,8 @@ export class Room {
   readonly #log: (line: string) => void;
   readonly #onQuit: () => void;
   readonly #seam: RoomSeam;
-  /** Every member in the room, by id, in order of arrival. */
+  readonly #password?: Password;
+  /** Every member in the room, by id, in order of arrival (those waiting for the password too). */
   readonly #members = new Map<number, Member>();
   /**
    * Members who chose their names, by {@linkcode nameKey}. Default names
@@ -243,6 +268,11 @@ export class Room {
     this.#onQuit = options.onQuit ?? (() => {});
     this.#seam = options.seam ?? new LocalSeam();
     this.#seam.open((event) => this.#apply(event));
+    // Only a chat room has a room to keep waiting members out of.
+    if (options.password !== undefined && !this.#chat) {
+      throw new RangeError("a password needs a chat room");
+    }
+    this.#password = options.password;
     if (this.#idleTimeoutMs > 0) {
       const every = Math.min(1000, Math.max(10, this.#idleTimeoutMs / 4));
       this.#idleSweep = setInterval(() => this.sweep(), every);
@@ -264,8 +294,13 @@ export class Room {
    * otherwise `user<id>`. In a chat room it is welcomed and the others are
    * told. A full room tells the newcomer `ERR server full` and returns
    * `undefined`; the transport then ends the connection.
+   *
+   * In a room with a password, the member waits, told only
+   * `* password needed: send /pass PASSWORD`, unless `authenticated` says
+   * the transport has checked the password already; a waiting member keeps
+   * its default name until it is in.
    */
-  join(link: MemberLink, name?: string): Member | undefined {
+  join(link: MemberLink, name?: string, authenticated = false): Member | undefined {
     if (this.#members.size >= this.#maxMembers) {
       this.#log(
         `refused ${link.address}: ${say.serverFull(this.#maxMembers, this.#noun).slice(4)}`,
@@ -282,7 +317,14 @@ export class Room {
       lastHeardAt: now,
       link,
       gone: false,
+      admitted: this.#password === undefined || authenticated,
+      wrongPasswords: 0,
     };
+    if (!member.admitted) {
+      this.#members.set(id, member);
+      link.deliver(encodeLine(say.passwordNeeded));
+      return member;
+    }
     if (name !== undefined && nameError(name) === undefined && this.#claim(member, name)) {
       // Canonically equivalent spellings are one name: it is kept composed (UAX #15).
       member.name = name.normalize("NFC");
@@ -309,6 +351,7 @@ export class Room {
    */
   hear(member: Member, line: string): void {
     if (member.gone) return;
+    if (!member.admitted) return this.#hearWaiting(member, line);
     const command = readCommand(line);
     if (command === undefined) {
       const message = sanitize(messageText(line)); // "//text" is the text "/text"
@@ -321,7 +364,7 @@ export class Room {
       case "/nick":
         return this.#rename(member, command.argument);
       case "/list":
-        return this.#list((line) => member.link.deliver(encodeLine(line)));
+        return this.#list((line) => member.link.deliver(encodeLine(line)), false);
       case "/msg":
         return this.#private(member, command.argument);
       case "/me": {
@@ -334,9 +377,41 @@ export class Room {
       case "/help":
         for (const line of HELP) member.link.deliver(line);
         return;
+      case PASS_COMMAND:
+        // Never logged or relayed: a member in already may still type its password.
+        return member.link.deliver(encodeLine(say.alreadyIn));
       default:
         member.link.deliver(encodeLine(say.unknownCommand(command.name)));
     }
+  }
+
+  /**
+   * A line from a member waiting for the password: `/pass PASSWORD` and
+   * `/quit` are all it can do. Neither the line nor the password is logged.
+   */
+  #hearWaiting(member: Member, line: string): void {
+    const tell = (text: string) => member.link.deliver(encodeLine(text));
+    const given = passwordIn(line);
+    if (given === undefined) {
+      return readCommand(line)?.name === "/quit"
+        ? this.leave(member, "quit")
+        : tell(say.passwordFirst);
+    }
+    if (given === "") return tell(say.passUsage);
+    const { address } = member.link;
+    if (this.#password!.matches(given)) {
+      member.admitted = true;
+      this.#log(`password accepted from ${address} id=${member.id} ${member.name}`);
+      member.link.deliver(encodeLine(say.welcome(member.name)));
+      this.#seam.publish({ kind: "join", member: { id: member.id, name: member.name } });
+      return;
+    }
+    const tries = ++member.wrongPasswords;
+    this.#log(
+      `wrong password from ${address} id=${member.id} (${tries} of ${MAX_PASSWORD_TRIES} tries)`,
+    );
+    if (tries >= MAX_PASSWORD_TRIES) return this.leave(member, "wrong password");
+    tell(say.wrongPassword(tries, MAX_PASSWORD_TRIES));
   }
 
   /**
@@ -373,7 +448,7 @@ export class Room {
     }
     switch (command.name) {
       case "/list":
-        return this.#list(this.#log);
+        return this.#list(this.#log, true);
       case "/kick":
         return this.#kick(sanitize(command.argument));
       case "/quit":
@@ -448,7 +523,7 @@ export class Room {
     this.#delivering++;
     try {
       for (const member of this.#members.values()) {
-        if (member.id !== exceptId && !member.gone) member.link.deliver(line);
+        if (member.id !== exceptId && !member.gone && member.admitted) member.link.deliver(line);
       }
     } finally {
       this.#delivering--;
@@ -465,7 +540,8 @@ export class Room {
     if (this.#byName.get(key) === member) this.#byName.delete(key);
     this.#seam.releaseName(key, member.id);
     member.link.left(cause, this.#chat ? NOTICES[cause] : undefined);
-    if (this.#chat && !this.#shuttingDown) {
+    // A member that never got in was never announced: its leave is not either.
+    if (this.#chat && !this.#shuttingDown && member.admitted) {
       this.#seam.publish({ kind: "leave", member: { id: member.id, name: member.name }, cause });
     }
   }
@@ -485,7 +561,8 @@ export class Room {
     const message = parsePrivate(argument);
     if (message === undefined) return tell(say.msgUsage);
     const to = this.#find(message.to);
-    if (to === undefined) return tell(say.noSuchName(message.to));
+    // One waiting for the password is nobody yet: nothing reaches it.
+    if (to === undefined || !to.admitted) return tell(say.noSuchName(message.to));
     const from = { id: member.id, name: member.name };
     this.#seam.publish({ kind: "private", from, to: to.id, text: message.text });
   }
@@ -537,12 +614,23 @@ export class Room {
     this.#seam.publish({ kind: "rename", member: { id: member.id, name }, from: old });
   }
 
-  /** `/list`: a line per member in the spirit of Redis's CLIENT LIST, then the count. */
-  #list(output: (line: string) => void): void {
+  /**
+   * `/list`: a line per member in the spirit of Redis's CLIENT LIST, then
+   * the count. Members see only those in the room; the console sees those
+   * waiting for the password too, marked, and counted apart.
+   */
+  #list(output: (line: string) => void, console: boolean): void {
     const now = this.#clock();
+    let listed = 0;
+    let waiting = 0;
     for (const member of this.#members.values()) {
-      output(listLine({ ...member, address: member.link.address }, now));
+      if (!member.admitted && !console) continue;
+      const line = listLine({ ...member, address: member.link.address }, now);
+      if (member.admitted) listed++;
+      else waiting++;
+      output(member.admitted ? line : `${line} ${WAITING_MARK}`);
     }
-    output(say.count(this.#members.size, this.#noun));
+    const count = say.count(listed, this.#noun);
+    output(waiting === 0 ? count : `${count} (and ${waiting} ${WAITING_MARK})`);
   }
 }

@@ -45,6 +45,8 @@ import {
 import { isTlsClientHello, say } from "./protocol.ts";
 import { hasTelnetBytes, TelnetFilter } from "./telnet.ts";
 import { type Member, type MemberLink, Room } from "./room.ts";
+import { AccessControl, type AccessOptions, parseAccessFlags } from "./access.ts";
+import { type Password, readPasswordFlag } from "./auth.ts";
 import {
   type ByteConn,
   CLOSE_GRACE_MS,
@@ -71,6 +73,16 @@ Options:
   --max-rate N         chat mode: lines a second one client may send, in bursts of up
                        to N; past it the server reads from that client more slowly
                        (nothing is lost), 0 = no limit (default 1000)
+  --allow ADDR[/BITS]  only these may connect: an IPv4 or IPv6 address or CIDR range
+                       (127.0.0.0/8, ::1, 2001:db8::/32); repeat it or join with commas.
+                       An IPv4 client seen as ::ffff:a.b.c.d matches IPv4 rules
+  --deny ADDR[/BITS]   these may not connect, even if --allow lists them
+                       (as in ncat: deny wins). A refused client is told
+                       "ERR not allowed from ADDRESS" and closed
+  --max-per-address N  clients from one address at once, 0 = no limit (default 0)
+  --password-file FILE chat mode: the room's password is FILE's first line (needs
+                       --allow-read=FILE). A client sends /pass PASSWORD first and sees
+                       nothing of the room until then; 3 wrong ones close it
   --trace              print each connection's TCP life cycle (handshake, FINs, close)
   --tls-cert FILE      speak TLS, with this certificate chain (PEM; needs --tls-key
                        and --allow-read for both files)
@@ -108,6 +120,10 @@ export interface ServerOptions {
   /** Chat lines a second per client (and burst); 0 means no limit. */
   maxRate?: number;
   trace?: boolean;
+  /** Who may connect: --allow, --deny, --max-per-address (access.ts). */
+  access?: AccessOptions;
+  /** The room's password (chat mode only): clients wait until they give it. */
+  password?: Password;
   /** Where log lines go (default: stdout). */
   log?: (line: string) => void;
 }
@@ -192,6 +208,7 @@ function serveOn(listener: Listener, options: ServerOptions): Server {
     chat: mode === "chat",
     maxMembers: options.maxClients ?? DEFAULT_MAX_CLIENTS,
     idleTimeoutMs: options.idleTimeoutMs ?? 0,
+    password: options.password,
     log,
     onQuit: () => shutdown(),
   });
@@ -204,6 +221,7 @@ function serveOn(listener: Listener, options: ServerOptions): Server {
   const finished = Promise.withResolvers<void>();
   const context: ClientContext = {
     room,
+    access: new AccessControl(options.access ?? {}, "client"),
     mode,
     maxRate,
     log,
@@ -291,6 +309,7 @@ function serveOn(listener: Listener, options: ServerOptions): Server {
 /** What every client of one server shares. */
 interface ClientContext {
   room: Room;
+  access: AccessControl;
   mode: Mode;
   maxRate: number;
   log: (line: string) => void;
@@ -308,6 +327,8 @@ class Client implements ConnectionHandler, MemberLink {
   readonly #context: ClientContext;
   readonly #connection: Connection;
   readonly #member?: Member;
+  /** The client's IP address once it counts against --max-per-address (access.ts). */
+  #counted?: string;
   /** Made on the client's first read: an idle client never needs one. */
   #framer?: LineFramer;
   /** Made when the client turns out to speak telnet. */
@@ -321,6 +342,17 @@ class Client implements ConnectionHandler, MemberLink {
     this.tokens = context.maxRate;
     this.tokensAt = context.room.now();
     this.#connection = new Connection(conn, context.settings, this);
+    // Who may connect (--allow, --deny, --max-per-address) is settled before the room sees it.
+    const host = (conn.remoteAddr as Deno.NetAddr).hostname;
+    const refusal = context.access.refusal(host);
+    if (refusal !== undefined) {
+      context.log(`refused ${this.address}: ${refusal.slice("ERR ".length)}`);
+      this.#connection.writeNow(encodeLine(refusal));
+      this.#connection.close();
+      return;
+    }
+    context.access.take(host);
+    this.#counted = host;
     this.#member = context.room.join(this);
     if (this.#member === undefined) {
       context.log(`closed ${this.address} (server full)`);
@@ -413,6 +445,7 @@ class Client implements ConnectionHandler, MemberLink {
   }
 
   released(finReceived: boolean): void {
+    if (this.#counted !== undefined) this.#context.access.release(this.#counted);
     this.#context.released(this, finReceived);
   }
 
@@ -526,6 +559,10 @@ export async function main(args: string[]): Promise<number> {
     trace: { type: "boolean", default: false },
     "tls-cert": { type: "string" },
     "tls-key": { type: "string" },
+    allow: { type: "string", multiple: true },
+    deny: { type: "string", multiple: true },
+    "max-per-address": { type: "string", default: "0" },
+    "password-file": { type: "string" },
   });
   if (flags.help) {
     console.log(USAGE);
@@ -541,7 +578,9 @@ export async function main(args: string[]): Promise<number> {
     maxQueueBytes: parseInteger("--max-queue", flags["max-queue"], MIN_MAX_QUEUE_BYTES, 1 << 30),
     maxRate: parseInteger("--max-rate", flags["max-rate"], 0, 1_000_000),
     trace: flags.trace,
+    access: parseAccessFlags(flags),
   };
+  options.password = await readPasswordFlag("server.ts", flags["password-file"], listen.mode);
   const tls = await readTlsFlags(flags["tls-cert"], flags["tls-key"]);
   return await runServer(
     "server.ts",

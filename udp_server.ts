@@ -37,9 +37,19 @@ import {
   runMain,
   runServer,
   SERVER_FLAGS,
+  UsageError,
 } from "./cli.ts";
-import { nameError, readCommand, say } from "./protocol.ts";
+import { MAX_PASSWORD_TRIES, nameError, passwordIn, readCommand, say } from "./protocol.ts";
 import { type Member, type MemberLink, Room } from "./room.ts";
+import {
+  AccessControl,
+  type AccessOptions,
+  addressKey,
+  AnswerBudget,
+  parseAccessFlags,
+  STRANGER_ANSWERS_PER_SECOND,
+} from "./access.ts";
+import { type Password, PASSWORD_LOCKOUT_MS, PasswordTries, readPasswordFlag } from "./auth.ts";
 
 const USAGE = `Usage: deno run --allow-net udp_server.ts [options]
 
@@ -47,11 +57,22 @@ A UDP chat room (every datagram goes to every other peer as "<name> text")
 or echo service (every datagram goes back to its sender).
 
 Options:
-  --host HOST          address to bind (default ${DEFAULT_HOST}: this machine only)
+  --host HOST          address to bind (default ${DEFAULT_HOST}: this machine only); ::1 or
+                       [::1] for IPv6, :: for every interface (and IPv4 too, on Linux)
   --port PORT          port to bind, 0 for any free port (default ${DEFAULT_PORT})
   --mode chat|echo     chat room or echo service (default chat)
   --peer-timeout S     forget a peer that sends nothing for S seconds (default 300)
   --max-peers N        peers at once; a newcomer beyond gets "ERR server full" (default 1000)
+  --allow ADDR[/BITS]  only these may send: an IPv4 or IPv6 address or CIDR range
+                       (127.0.0.0/8, ::1, 2001:db8::/32); repeat it or join with commas.
+                       An IPv4 peer seen as ::ffff:a.b.c.d matches IPv4 rules
+  --deny ADDR[/BITS]   these may not, even if --allow lists them (as in ncat: deny wins).
+                       A refused sender gets "ERR not allowed from ADDRESS"
+  --max-per-address N  chat mode: peers from one IP address (any port) at once,
+                       0 = no limit (default 0)
+  --password-file FILE chat mode: the room's password is FILE's first line (needs
+                       --allow-read=FILE). A newcomer's first datagram must be
+                       /pass PASSWORD; after 3 wrong ones its address is ignored for 60 s
   --no-console         do not read stdin: for running in the background (udp_server.ts &)
   --help               show this help
 
@@ -59,6 +80,8 @@ A datagram is one message: at most ${MAX_BUFFER_SIZE} bytes, a trailing "\\n" op
 Lines typed here go to every peer as "<server> text". Console commands:
   /list   show the peers     /kick ID or NAME   forget one
   /quit   shut down          /help              all the console commands
+Senders not in the room are answered at most ${STRANGER_ANSWERS_PER_SECOND} times a second in all, so a
+forged source address cannot make the server an amplifier.
 Each log line begins with the time (ISO 8601, UTC).`;
 
 export const DEFAULT_PEER_TIMEOUT_S = 300;
@@ -77,6 +100,10 @@ export interface UdpServerOptions {
   /** A peer silent for this long is forgotten (announced as "left (idle timeout)"). */
   peerTimeoutMs?: number;
   maxPeers?: number;
+  /** Who may send: --allow, --deny, --max-per-address (access.ts). */
+  access?: AccessOptions;
+  /** The room's password (chat mode only): a newcomer's first datagram must be /pass PASSWORD. */
+  password?: Password;
   /** Where log lines go (default: stdout). */
   log?: (line: string) => void;
 }
@@ -131,10 +158,21 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
     maxMembers: options.maxPeers ?? DEFAULT_MAX_PEERS,
     // UDP has no close: a peer that falls silent is the only end there is.
     idleTimeoutMs: mode === "chat" ? options.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_S * 1000 : 0,
+    password: options.password,
     log,
     onQuit: () => shutdown(),
   });
-  /** The peers in the room by "host:port": over UDP an address is a peer's identity. */
+  // Who may send (access.ts): checked for each datagram from an address not
+  // in the room, whose answers come out of one small budget a second.
+  const access = new AccessControl(options.access ?? {}, "peer");
+  const strangerAnswers = new AnswerBudget();
+  const passwordTries = options.password && new PasswordTries(options.password);
+  /**
+   * The peers in the room by "host:port": over UDP an address is a peer's
+   * identity. The key is formatAddress()'s one spelling of the address, the one
+   * the log and /list show: an IPv4 peer of a socket on :: (::ffff:127.0.0.1 to
+   * Deno) is 127.0.0.1:PORT. Replies go to the address as received (`from`).
+   */
   const peers = new Map<string, Peer>();
   let shuttingDown = false;
   const finished = Promise.withResolvers<void>();
@@ -169,6 +207,8 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
 
   // Echo: a good datagram goes back byte for byte, "\n" or not; nothing else is sent.
   async function handleEcho(from: Deno.NetAddr, address: string, bytes: Uint8Array) {
+    const refusal = access.refusal(from.hostname);
+    if (refusal !== undefined) return answerStranger(from, address, refusal);
     const checked = checkDatagram(bytes);
     if ("error" in checked) return refuse(from, address, bytes, checked.error);
     // sendto: straight back to the address it came from.
@@ -178,26 +218,35 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
   function handleChat(from: Deno.NetAddr, address: string, bytes: Uint8Array): void {
     let peer = peers.get(address);
     if (peer !== undefined) room.touch(peer.member!);
+    else {
+      const refusal = access.refusal(from.hostname);
+      if (refusal !== undefined) return answerStranger(from, address, refusal);
+    }
     const checked = checkDatagram(bytes);
     if ("error" in checked) return refuse(from, address, bytes, checked.error);
     if (checked.text.includes(0x0a)) return refuse(from, address, bytes, ONE_LINE_PER_DATAGRAM);
     const line = decodeUtf8(checked.text);
     if (peer === undefined) {
+      // With a password, a newcomer's first datagram must be /pass PASSWORD:
+      // until it is, the server keeps nothing of it.
+      const authenticated = passwordTries !== undefined;
+      if (authenticated && !passwordAccepted(from, address, line)) return;
       // A newcomer joins on its first good datagram; when that is a valid
       // `/nick NAME`, it joins under that name, so others see one notice.
       const command = readCommand(line);
       const wanted = command?.name === "/nick" ? command.argument : undefined;
-      peer = new Peer(from, address, outbox, log, peers);
-      const member = room.join(peer, wanted);
+      peer = new Peer(from, address, outbox, log, peers, access);
+      const member = room.join(peer, wanted, authenticated);
       if (member === undefined) return;
       peer.member = member;
       peers.set(address, peer);
+      access.take(from.hostname);
       log(`joined ${address} id=${member.id} ${member.name}`);
       // A first "/nick NAME" that was granted has named the newcomer already;
       // any other is answered below as over TCP (taken, reserved, invalid).
       const granted = wanted !== undefined && nameError(wanted) === undefined &&
         member.name === wanted.normalize("NFC");
-      if (granted) return;
+      if (granted || authenticated) return;
     }
     room.hear(peer.member!, line);
   }
@@ -205,6 +254,49 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
   function refuse(from: Deno.NetAddr, address: string, bytes: Uint8Array, error: string): void {
     log(`refused ${address}: ${error.slice("ERR ".length)} (${bytes.length} bytes)`);
     outbox.send(from, encodeLine(error));
+  }
+
+  /**
+   * Answers a sender not in the room with one line, if this second's budget
+   * allows (a forged source must not make the server an amplifier); logs it
+   * either way. The line never holds what the sender sent.
+   */
+  function answerStranger(from: Deno.NetAddr, address: string, error: string): void {
+    const answered = strangerAnswers.take();
+    const note = answered ? "" : ` (not answered: over ${STRANGER_ANSWERS_PER_SECOND} a second)`;
+    log(`refused ${address}: ${error.slice("ERR ".length)}${note}`);
+    if (answered) outbox.send(from, encodeLine(error));
+  }
+
+  /**
+   * A newcomer's first datagram in a room with a password: `/pass PASSWORD`
+   * with the right one lets it in; anything else is refused with one line.
+   * Wrong tries count by IP address (auth.ts); the password is never logged.
+   */
+  function passwordAccepted(from: Deno.NetAddr, address: string, line: string): boolean {
+    const given = passwordIn(line);
+    if (given === undefined || given === "") {
+      answerStranger(from, address, given === undefined ? say.passwordFirst : say.passUsage);
+      return false;
+    }
+    const verdict = passwordTries!.check(addressKey(from.hostname), given);
+    if (verdict.kind === "right") {
+      log(`password accepted from ${address}`);
+      return true;
+    }
+    if (verdict.kind === "locked") {
+      log(`ignored ${address}: ${MAX_PASSWORD_TRIES} wrong passwords (its address is locked)`);
+      return false;
+    }
+    const locked = `address ignored for ${PASSWORD_LOCKOUT_MS / 1000} s`;
+    answerStranger(
+      from,
+      address,
+      verdict.tries < MAX_PASSWORD_TRIES
+        ? say.wrongPassword(verdict.tries, MAX_PASSWORD_TRIES)
+        : say.lastWrongPassword(MAX_PASSWORD_TRIES, locked),
+    );
+    return false;
   }
 
   async function shutdown(): Promise<void> {
@@ -307,6 +399,8 @@ class Peer implements MemberLink {
   readonly #outbox: Outbox;
   readonly #log: (line: string) => void;
   readonly #peers: Map<string, Peer>;
+  /** Counts the peers from each IP address (--max-per-address). */
+  readonly #access: AccessControl;
 
   constructor(
     to: Deno.NetAddr,
@@ -314,12 +408,14 @@ class Peer implements MemberLink {
     outbox: Outbox,
     log: (line: string) => void,
     peers: Map<string, Peer>,
+    access: AccessControl,
   ) {
     this.#to = to;
     this.#address = address;
     this.#outbox = outbox;
     this.#log = log;
     this.#peers = peers;
+    this.#access = access;
   }
 
   get address(): string {
@@ -333,6 +429,7 @@ class Peer implements MemberLink {
 
   left(cause: string, notice: Uint8Array | undefined): void {
     this.#peers.delete(this.#address);
+    this.#access.release(this.#to.hostname);
     this.#log(`left ${this.#address} id=${this.member!.id} ${this.member!.name} (${cause})`);
     if (notice !== undefined) this.#outbox.send(this.#to, notice);
   }
@@ -343,6 +440,10 @@ export async function main(args: string[]): Promise<number> {
     ...SERVER_FLAGS,
     "peer-timeout": { type: "string", default: String(DEFAULT_PEER_TIMEOUT_S) },
     "max-peers": { type: "string", default: String(DEFAULT_MAX_PEERS) },
+    allow: { type: "string", multiple: true },
+    deny: { type: "string", multiple: true },
+    "max-per-address": { type: "string", default: "0" },
+    "password-file": { type: "string" },
   });
   if (flags.help) {
     console.log(USAGE);
@@ -353,7 +454,12 @@ export async function main(args: string[]): Promise<number> {
     ...listen,
     peerTimeoutMs: parseSeconds("--peer-timeout", flags["peer-timeout"]) * 1000,
     maxPeers: parseInteger("--max-peers", flags["max-peers"], 1, 1_000_000),
+    access: parseAccessFlags(flags),
   };
+  if (listen.mode === "echo" && (options.access?.maxPerAddress ?? 0) > 0) {
+    throw new UsageError("--max-per-address counts peers: --mode echo keeps none");
+  }
+  options.password = await readPasswordFlag("udp_server.ts", flags["password-file"], listen.mode);
   return await runServer(
     "udp_server.ts",
     "udp",

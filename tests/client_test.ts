@@ -3,7 +3,16 @@
  * with stdin and stdout replaced by test doubles.
  */
 import assert from "node:assert/strict";
-import { EXIT_CONNECTION_LOST, RECONNECT_MAX_MS, reconnectDelay, runClient } from "../client.ts";
+import {
+  EXIT_CONNECTION_LOST,
+  Outgoing,
+  RECONNECT_MAX_MS,
+  reconnectDelay,
+  runClient,
+  runSession,
+} from "../client.ts";
+import { parseAddressRange } from "../access.ts";
+import { Password } from "../auth.ts";
 import { writeAll } from "../line_buffer.ts";
 import { startServer } from "../server.ts";
 import {
@@ -519,4 +528,48 @@ Deno.test({
     assert.match(statuses[0], /^connected to /);
     assert.deepEqual(statuses.slice(1), ["connection closed by server"]);
   },
+});
+
+// ---- who may join (access.ts, auth.ts)
+
+Deno.test("runSession() gives the room's password first, then takes its name", async () => {
+  const password = "open sesame 芝麻";
+  await using server = new TestServer({ password: new Password(password) });
+  using alice = await server.connect();
+  assert.equal(await alice.line(), "* password needed: send /pass PASSWORD");
+  await alice.send(`/pass ${password}\n`);
+  assert.equal(await alice.line(), "* welcome, you are user1 (type /help for commands)");
+  const input = new Input();
+  const output = new Output();
+  input.type("hello\n");
+  input.end();
+  const ending = await runSession(
+    await connect(server.port),
+    { input, ...output },
+    new Outgoing(input),
+    { chosen: "bob", password },
+  );
+  assert.equal(ending.kind, "done");
+  assert.deepEqual(output.printed, [
+    "* password needed: send /pass PASSWORD",
+    "* welcome, you are user2 (type /help for commands)",
+    "* user2 is now bob",
+  ]);
+  assert.equal(await alice.line(), "* user2 joined");
+  assert.equal(await alice.line(), "* user2 is now bob");
+  assert.equal(await alice.line(), "<bob> hello");
+  assert.ok(!server.logs.some((line) => line.includes(password)));
+});
+
+Deno.test("client exits 1 when the server turns it away for its address", async () => {
+  await using server = new TestServer({
+    access: { deny: [parseAddressRange("--deny", "127.0.0.1")] },
+  });
+  const input = new Input();
+  const output = new Output();
+  const code = await runClient(await connect(server.port), { input, ...output });
+  assert.equal(code, 1);
+  assert.deepEqual(output.printed, ["ERR not allowed from 127.0.0.1"]);
+  assert.deepEqual(output.statuses, ["connection closed by server"]);
+  input.end();
 });

@@ -8,7 +8,7 @@ import {
   type UdpServerOptions,
 } from "../udp_server.ts";
 import { say } from "../protocol.ts";
-import { NEEDS_SPAWN, runScript, startScriptServer } from "./util.ts";
+import { NEEDS_SPAWN, runScript, startScriptServer, within } from "./util.ts";
 import { filled, TestPeer } from "./udp_util.ts";
 
 const encoder = new TextEncoder();
@@ -306,6 +306,65 @@ Deno.test("/quit takes a peer out and tells the others", async () => {
     await bob.send(server.addr, "/quit\n");
     assert.equal(await bob.next(), say.bye);
     assert.equal(await alice.next(), say.left("bob", "quit"));
+  });
+});
+
+Deno.test("on ::, an IPv4 peer is one peer at 127.0.0.1:PORT beside an IPv6 one at [::1]:PORT", async () => {
+  await withServer({ host: "::" }, async (server, logs) => {
+    const port = server.addr.port;
+    using alice = new TestPeer(); // on 127.0.0.1: Deno tells the server ::ffff:127.0.0.1
+    const bob = Deno.listenDatagram({ transport: "udp", hostname: "::1", port: 0 });
+    try {
+      const buffer = new Uint8Array(65_535);
+      const bobNext = async () => {
+        const [datagram] = await within(5000, "a datagram for bob", bob.receive(buffer));
+        return new TextDecoder().decode(datagram).replace(/\n$/, "");
+      };
+      const aliceAt = `127.0.0.1:${alice.addr.port}`;
+      const bobAt = `[::1]:${(bob.addr as Deno.NetAddr).port}`;
+      const toServer4: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port };
+      const toServer6: Deno.NetAddr = { transport: "udp", hostname: "::1", port };
+
+      await alice.send(toServer4, "/nick alice\n");
+      assert.equal(await alice.next(), say.welcome("alice"));
+      await bob.send(encoder.encode("/nick bob\n"), toServer6);
+      assert.equal(await bobNext(), say.welcome("bob"));
+      assert.equal(await alice.next(), say.joined("bob"));
+      // Each datagram of alice's finds her in the table: she stays one peer.
+      for (const text of ["你好", "再见"]) {
+        await alice.send(toServer4, text);
+        assert.equal(await bobNext(), say.relay("alice", text));
+      }
+      assert.equal(server.peerCount, 2);
+      await bob.send(encoder.encode("/list"), toServer6);
+      const listed = (id: number, name: string, at: string) =>
+        new RegExp(`^\\* id=${id} name=${name} addr=${RegExp.escape(at)} age=\\d+ idle=\\d+$`);
+      assert.match(await bobNext(), listed(1, "alice", aliceAt));
+      assert.match(await bobNext(), listed(2, "bob", bobAt));
+      assert.equal(await bobNext(), say.count(2, "peer"));
+      await alice.send(toServer4, "/quit");
+      assert.equal(await alice.next(), say.bye);
+      assert.equal(await bobNext(), say.left("alice", "quit"));
+      assert.equal(server.peerCount, 1);
+
+      const about = (at: string) => logs.filter((line) => line.includes(at));
+      assert.deepEqual(about(aliceAt), [
+        `datagram from ${aliceAt}: 12 bytes`,
+        `joined ${aliceAt} id=1 alice`,
+        `datagram from ${aliceAt}: 6 bytes`,
+        `datagram from ${aliceAt}: 6 bytes`,
+        `datagram from ${aliceAt}: 5 bytes`,
+        `left ${aliceAt} id=1 alice (quit)`,
+      ]);
+      assert.deepEqual(about(bobAt), [
+        `datagram from ${bobAt}: 10 bytes`,
+        `joined ${bobAt} id=2 bob`,
+        `datagram from ${bobAt}: 5 bytes`,
+      ]);
+      assert.deepEqual(logs.filter((line) => line.includes("::ffff:")), []);
+    } finally {
+      bob.close();
+    }
   });
 });
 
