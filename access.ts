@@ -36,7 +36,7 @@
  * ```
  * @module
  */
-import { parseInteger, UsageError } from "./cli.ts";
+import { canonicalHost, parseInteger, UsageError } from "./cli.ts";
 import { say } from "./protocol.ts";
 
 /** An IP address as a number: 32 bits for version 4, 128 for version 6. */
@@ -342,8 +342,8 @@ export class AccessControl {
  * its own key.
  */
 export function addressKey(hostname: string): string {
-  const ip = peerIp(hostname);
-  return ip === undefined ? hostname : formatIp(ip);
+  // One spelling for every writing of an address is formatAddress's too (cli.ts).
+  return canonicalHost(hostname).replace(/%.*$/, "");
 }
 
 /** Answers a UDP server may send each second to addresses not in the room (see {@linkcode AnswerBudget}). */

@@ -611,15 +611,21 @@ export async function runServer(
 /**
  * Reads the text file a flag names (a certificate, a key, a password file).
  * Every failure is a {@linkcode RuntimeError} of one line: no permission
- * (naming the `--allow-read=PATH` that grants it), no such file, or what the
+ * (naming the `--allow-read=PATH` that grants it, or `grant` when other
+ * files must be read too), no such file, or what the
  * system said.
  */
-export async function readFlagFile(script: string, flag: string, path: string): Promise<string> {
+export async function readFlagFile(
+  script: string,
+  flag: string,
+  path: string,
+  grant: string = path,
+): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (error) {
     const why = error instanceof Deno.errors.NotCapable
-      ? `no permission to read it: run it with --allow-read=${path}`
+      ? `no permission to read it: run it with --allow-read=${grant}`
       : error instanceof Deno.errors.NotFound
       ? "no such file"
       : errorText(error);

@@ -456,7 +456,11 @@ export function describeTlsError(error: unknown, serverName: string): string {
   if (/not valid for name/.test(message)) {
     const valid = names === undefined
       ? ""
-      : ` (it is for ${names.replace(/(DnsName|IpAddress)\(([^)]*)\)/g, "$2").replace(/"/g, "")})`;
+      : ` (it is for ${
+        names.replace(/(DnsName|IpAddress)\(([^)]*)\)/g, "$2").replace(/"/g, "")
+          // rustls writes ::1 as 0::1
+          .replace(/\b0::/g, "::")
+      })`;
     return `the server's certificate is not for ${serverName}${valid}; ` +
       "--servername NAME checks it for another name";
   }

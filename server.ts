@@ -608,9 +608,11 @@ async function readTlsFlags(
   if (certPath === undefined || keyPath === undefined) {
     throw new UsageError("--tls-cert and --tls-key go together: give both, or neither");
   }
+  // Without permission, the message names both files: the grant that covers them.
+  const both = `${certPath},${keyPath}`;
   return {
-    cert: await readFlagFile("server.ts", "--tls-cert", certPath),
-    key: await readFlagFile("server.ts", "--tls-key", keyPath),
+    cert: await readFlagFile("server.ts", "--tls-cert", certPath, both),
+    key: await readFlagFile("server.ts", "--tls-key", keyPath, both),
   };
 }
 

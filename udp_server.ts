@@ -222,9 +222,14 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
       const refusal = access.refusal(from.hostname);
       if (refusal !== undefined) return answerStranger(from, address, refusal);
     }
+    // A member's bad datagram is always answered; a stranger's only within the budget.
+    const reject = (error: string) =>
+      peer === undefined
+        ? answerStranger(from, address, error)
+        : refuse(from, address, bytes, error);
     const checked = checkDatagram(bytes);
-    if ("error" in checked) return refuse(from, address, bytes, checked.error);
-    if (checked.text.includes(0x0a)) return refuse(from, address, bytes, ONE_LINE_PER_DATAGRAM);
+    if ("error" in checked) return reject(checked.error);
+    if (checked.text.includes(0x0a)) return reject(ONE_LINE_PER_DATAGRAM);
     const line = decodeUtf8(checked.text);
     if (peer === undefined) {
       // With a password, a newcomer's first datagram must be /pass PASSWORD:

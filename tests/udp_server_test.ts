@@ -505,3 +505,27 @@ Deno.test({
     await denied.stdout.rest();
   },
 });
+
+Deno.test("chat: bad datagrams from a stranger are answered within the budget; a member's always", async () => {
+  await withServer({}, async (server, logs) => {
+    using stranger = new TestPeer();
+    const invalid = new Uint8Array([0xff]); // not UTF-8: 1 byte in, an 18-byte ERR out
+    for (let i = 0; i < 30; i++) await stranger.send(server.addr, invalid);
+    await within(
+      5000,
+      "30 refusals logged",
+      (async () => {
+        while (logs.filter((line) => line.startsWith("refused ")).length < 30) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      })(),
+    );
+    const refusals = logs.filter((line) => line.startsWith("refused "));
+    const unanswered = refusals.filter((line) => line.includes("(not answered: over 10 a second)"));
+    // The budget is 10 a second: 30 in well under two seconds leave at least 10 unanswered.
+    assert.ok(unanswered.length >= 10, refusals.join("\n"));
+    using member = await joinAs(server, "alice");
+    for (let i = 0; i < 15; i++) await member.send(server.addr, invalid);
+    for (let i = 0; i < 15; i++) assert.equal(await member.next(), say.invalidUtf8);
+  });
+});
