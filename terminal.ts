@@ -73,6 +73,9 @@ export class Prompt {
     // that is what to erase if the line is shown again as the room sees it.
     streams.input.prependListener("keypress", (_text: unknown, key?: { name?: string }) => {
       if (key?.name === "return" || key?.name === "enter") {
+        // Enter in the middle of a wrapped line: go to its end first (Ctrl-E),
+        // so the whole line is below the cursor's row when it is replaced.
+        this.#rl.write(null, { ctrl: true, name: "e" });
         this.#typedRows = this.#rl.getCursorPos().rows + 1;
       }
     });
@@ -144,6 +147,10 @@ export class Prompt {
     if (this.#closed) return write();
     this.#erase();
     write();
+    // readline moves up by the rows the cursor was on when it last drew the
+    // line (`prevRows`, as Node's own readline keeps it); the line was just
+    // erased from its first row, so that is now 0.
+    (this.#rl as unknown as { prevRows?: number }).prevRows = 0;
     this.#rl.prompt(true);
   }
 

@@ -304,3 +304,36 @@ async function startOn(port: number) {
   await server.stdout.until((line) => line.includes("listening on "));
   return server;
 }
+
+Deno.test("client.ts in a narrow terminal: lines arrive above a wrapped line, and Enter mid-line replaces all of it", async () => {
+  await using server = new TestServer();
+  await using tmux = new Tmux();
+  await tmux.start(clientCommand(server.port, "--name carol"), 30, 14);
+  await tmux.until("carol's prompt", (screen) => screen.at(-1) === "carol>");
+  const typed = "this is a line that wraps around the narrow window twice over";
+  await tmux.keys("-l", typed);
+  // "carol> " and 61 characters: three rows of 30.
+  await tmux.until("the wrapped line", (s) => s.at(-1) === "ice over");
+  using bob = await join(server);
+  await bob.send("/nick bob\n");
+  await bob.until(/is now bob$/);
+  await bob.send("msg 6 Z\n");
+  let screen = await tmux.until("bob's line", (s) => s.includes("<bob> msg 6 Z"));
+  assert.deepEqual(screen.slice(-4), [
+    "<bob> msg 6 Z",
+    "carol> this is a line that wra",
+    "ps around the narrow window tw",
+    "ice over",
+  ]);
+  // Enter with the cursor at the start of the line: all three rows are replaced.
+  await tmux.keys("Home", "Enter");
+  assert.equal(await bob.until(/^<carol>/), `<carol> ${typed}`);
+  screen = await tmux.until("carol's own line", (s) => s.at(-1) === "carol>");
+  assert.deepEqual(screen.slice(-4), [
+    "<carol> this is a line that wr",
+    "aps around the narrow window t",
+    "wice over",
+    "carol>",
+  ]);
+  assert.ok(!screen.some((line) => line.startsWith("carol> this")), screen.join("\n"));
+});
