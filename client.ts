@@ -97,6 +97,8 @@ const NEWLINE = new Uint8Array([0x0a]);
 /** The input of `--listen-only`: nothing, and no end. */
 const NO_INPUT: MessageSource = { next: () => new Promise<null>(() => {}) };
 
+/** How long, after our FIN, the server has to send its own, in ms (it gives us 2 s). */
+export const FIN_WAIT_MS = 5000;
 /** Exit code: the connection was lost (reset, timed out) rather than closed by a FIN. */
 export const EXIT_CONNECTION_LOST = 3;
 /** `--reconnect`: the first wait, and the longest, in milliseconds. */
@@ -120,15 +122,19 @@ export interface ClientIo {
   trace?: (step: string) => void;
   /** The server told us our name (welcome, rename): a prompt can show it. */
   named?: (name: string) => void;
+  /** How long to wait for the server's FIN after ours, in ms (default {@linkcode FIN_WAIT_MS}). */
+  finWaitMs?: number;
 }
 
 /**
  * How a session ended: `done` (we closed first, the server closed after),
  * `closed` (the server closed first, with its FIN), `lost` (reset or failed:
- * the server vanished), or `output closed` (nobody reads our output).
+ * the server vanished), `refused` (the server speaks TLS, and we do not),
+ * or `output closed` (nobody reads our output).
  */
 export type Ending =
   | { kind: "done" | "closed"; turnedAway: boolean; kicked: boolean }
+  | { kind: "refused"; reason: string }
   | { kind: "lost"; reason: string }
   | { kind: "output closed" };
 
@@ -243,6 +249,12 @@ export async function runSession(
       try {
         n = await conn.read(buffer);
       } catch (error) {
+        if (finOverdue) {
+          return {
+            kind: "lost",
+            reason: `no FIN from the server ${finWaitMs / 1000} s after ours`,
+          };
+        }
         // A TLS server that closes without close_notify (ncat does): an ordinary end.
         if (!(error instanceof Deno.errors.UnexpectedEof)) {
           // No FIN: a reset (the server's process or host is gone), or a timeout.
@@ -250,6 +262,9 @@ export async function runSession(
           return { kind: "lost", reason: reset ? "reset by the server" : errorText(error) };
         }
         n = null;
+      }
+      if (linesShown === 0 && framer.bufferedBytes === 0 && n !== null && isTlsAlert(buffer, n)) {
+        return { kind: "refused", reason: "the server speaks TLS: connect with --tls" };
       }
       if (n === null) {
         trace("FIN received (read returned EOF: the server sends no more)");
@@ -286,6 +301,12 @@ export async function runSession(
       weClosed = true;
       await conn.closeWrite();
       trace("FIN sent (closeWrite: no more data from the client)");
+      // The server's FIN should follow (it waits 2 s for ours); a server that
+      // hangs must not hang us.
+      finTimer = setTimeout(() => {
+        finOverdue = true;
+        conn.close();
+      }, finWaitMs);
     } catch (error) {
       // Input that cannot be read ends the client at once, in one line.
       if (error instanceof RuntimeError) fail(error.message);
@@ -295,6 +316,9 @@ export async function runSession(
   }
 
   let ended = false;
+  let finTimer: ReturnType<typeof setTimeout> | undefined;
+  let finOverdue = false;
+  const finWaitMs = io.finWaitMs ?? FIN_WAIT_MS;
   const sending = toServer();
   try {
     const ending = await fromServer();
@@ -303,8 +327,9 @@ export async function runSession(
     return ending;
   } finally {
     ended = true;
+    clearTimeout(finTimer);
     // Both FINs have been exchanged (or the connection was lost): free the socket.
-    conn.close();
+    if (!finOverdue) conn.close();
     trace("closed (socket released)");
   }
 }
@@ -313,6 +338,7 @@ export async function runSession(
 function describeEnding(ending: Ending): string | undefined {
   if (ending.kind === "closed") return "connection closed by server";
   if (ending.kind === "lost") return `connection lost: ${ending.reason}`;
+  if (ending.kind === "refused") return ending.reason;
   return undefined;
 }
 
@@ -323,6 +349,7 @@ function describeEnding(ending: Ending): string | undefined {
  */
 export function exitCode(ending: Ending): number {
   if (ending.kind === "lost") return EXIT_CONNECTION_LOST;
+  if (ending.kind === "refused") return EXIT_RUNTIME_ERROR;
   if ((ending.kind === "closed" || ending.kind === "done") && ending.turnedAway) {
     return EXIT_RUNTIME_ERROR;
   }
@@ -384,7 +411,9 @@ async function reconnect(
       // Handshake again: SYN, SYN-ACK, ACK (and TLS's).
       const conn = await connectTo(target);
       io.status(
-        `reconnected to ${formatAddress(conn.remoteAddr)} from ${formatAddress(conn.localAddr)}`,
+        `reconnected to ${formatAddress(conn.remoteAddr)} from ${formatAddress(conn.localAddr)}${
+          secured(target)
+        }`,
       );
       return conn;
     } catch (error) {
@@ -483,6 +512,20 @@ export function describeTlsError(error: unknown, serverName: string): string {
   return message;
 }
 
+/** What the connected lines add for TLS: how the server's certificate was checked. */
+function secured(target: Target): string {
+  return target.tls ? ` (TLS, certificate checked for ${target.tls.serverName})` : "";
+}
+
+/**
+ * Whether the first bytes from a server are a TLS alert record (type 21,
+ * version 3.x: RFC 8446, section 5.1): what a TLS server answers a client
+ * that spoke plain text to it.
+ */
+function isTlsAlert(bytes: Uint8Array, length: number): boolean {
+  return length >= 5 && bytes[0] === 0x15 && bytes[1] === 0x03 && bytes[2] <= 0x04;
+}
+
 function joinLine(message: Uint8Array): Uint8Array {
   const line = new Uint8Array(message.length + 1);
   line.set(message);
@@ -540,10 +583,9 @@ export async function main(args: string[]): Promise<number> {
     // TLS's handshake) have completed.
     () => connectTo(target),
   );
-  const secured = target.tls && ` (TLS, certificate checked for ${target.tls.serverName})`;
   console.error(
     `connected to ${formatAddress(conn.remoteAddr)} from ${formatAddress(conn.localAddr)}${
-      secured ?? ""
+      secured(target)
     }`,
   );
 

@@ -573,3 +573,35 @@ Deno.test("client exits 1 when the server turns it away for its address", async 
   assert.deepEqual(output.statuses, ["connection closed by server"]);
   input.end();
 });
+
+Deno.test("client gives up on a server that never answers its FIN: one line, exit 3", async () => {
+  const output = new Output();
+  const input = new Input();
+  const clientDone = Promise.withResolvers<void>();
+  await withRawServer(async (conn, lines) => {
+    await conn.write(bytes("* hello\n"));
+    assert.equal(await lines.line(), "bye");
+    assert.equal(await lines.line(), null); // the client's FIN: never answered with ours
+    await clientDone.promise;
+  }, async (port) => {
+    const running = runClient(await connect(port), { input, ...output, finWaitMs: 100 });
+    input.type("bye\n");
+    input.end();
+    assert.equal(await within(5000, "the client's end", running), EXIT_CONNECTION_LOST);
+    clientDone.resolve();
+  });
+  assert.deepEqual(output.statuses, ["connection lost: no FIN from the server 0.1 s after ours"]);
+});
+
+Deno.test("client says a TLS server's alert means --tls, and exits 1", async () => {
+  const output = new Output();
+  const input = new Input();
+  await withRawServer(async (conn) => {
+    await conn.write(new Uint8Array([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32])); // a TLS alert
+  }, async (port) => {
+    assert.equal(await runClient(await connect(port), { input, ...output }), 1);
+  });
+  input.end();
+  assert.deepEqual(output.printed, []);
+  assert.deepEqual(output.statuses, ["the server speaks TLS: connect with --tls"]);
+});
