@@ -91,6 +91,8 @@ const MAX_WAIT_MS = 600_000;
 const MAX_RETRIES = 100;
 // Big enough for any UDP datagram: a smaller buffer would cut one silently.
 const RECEIVE_BUFFER_SIZE = 65_535;
+/** The room's lines that end a membership it did not ask to end (protocol.ts). */
+const GOODBYES = new Set([say.kicked, say.idle, say.shuttingDown]);
 // After a receive error other than the one our own close() causes, a pause
 // before the next receive, so a socket that keeps failing cannot spin the CPU.
 const RECEIVE_ERROR_PAUSE_MS = 10;
@@ -352,6 +354,9 @@ export async function runUdpClient(
 
   /** Prints what the server sends until the socket is closed; each line restarts `silence`. */
   let onServerDatagram = () => {};
+  // A member's goodbye from the room (kicked, timed out, shutdown): the
+  // keepalive would only make it a newcomer again, under another name.
+  const dismissed = Promise.withResolvers<string>();
   const receiving = (async () => {
     const buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
     while (true) {
@@ -364,6 +369,8 @@ export async function runUdpClient(
       if (join !== undefined && datagram.length === 0) continue;
       onServerDatagram();
       await printDatagram(datagram);
+      const line = decodeUtf8(datagram).replace(/\r?\n$/, "");
+      if (join !== undefined && GOODBYES.has(line)) dismissed.resolve(line);
     }
   })();
 
@@ -419,10 +426,19 @@ export async function runUdpClient(
     }
     // On Ctrl-C a read of the input in progress cannot be cancelled: it is left
     // behind (the process exits under it), and `stopped` keeps it from sending.
-    const wasInterrupted = await Promise.race([converse().then(() => false), interrupted]);
+    const ending = await Promise.race([
+      converse().then(() => "input" as const),
+      interrupted.then(() => "interrupted" as const),
+      dismissed.promise.then(() => "dismissed" as const),
+    ]);
+    const wasInterrupted = ending === "interrupted";
     stopped = true;
     clearInterval(keepalive);
     await keepaliveSent;
+    if (ending === "dismissed") {
+      io.status("udp_client.ts: the server ended our membership: not joining again");
+      return 0;
+    }
     // A client that joined by itself leaves by itself, and Ctrl-C leaves too:
     // otherwise the room lists the peer until its timeout.
     if (!quitSent && (wasInterrupted || join !== undefined)) {
@@ -543,7 +559,11 @@ export async function main(args: string[]): Promise<number> {
   }
   // Ctrl-C leaves the room with /quit; without a membership it stops the client as always.
   const interrupt = new AbortController();
-  const onInterrupt = () => interrupt.abort();
+  const onInterrupt = () => {
+    // The terminal echoed ^C with no line end: the next line starts on its own.
+    if (Deno.stdin.isTerminal()) console.error();
+    interrupt.abort();
+  };
   if (joining) {
     options.interrupt = interrupt.signal;
     Deno.addSignalListener("SIGINT", onInterrupt);

@@ -878,3 +878,27 @@ Deno.test({
     }
   },
 });
+
+Deno.test("joined, a client the room lets go (kicked, timed out) stops rather than join again", async () => {
+  for (const [how, goodbye] of [["kick", say.kicked], ["idle", say.idle]] as const) {
+    const { server, log } = chatServer({ peerTimeoutMs: how === "idle" ? 300 : undefined });
+    const typed = typedInput();
+    try {
+      // Keepalives slower than the timeout (idle) or frequent (kick): either would rejoin.
+      const keepaliveMs = how === "idle" ? 1000 : 50;
+      const client = startClient({ server: server.addr, join: { keepaliveMs } }, typed.input);
+      await client.printed.waitFor(say.welcome("user1"));
+      if (how === "kick") server.console("/kick 1");
+      await client.printed.waitFor(goodbye);
+      assert.equal(await within(5000, "the client's end", client.code), 0);
+      assert.deepEqual(client.status.all, [
+        "udp_client.ts: the server ended our membership: not joining again",
+      ]);
+      assert.equal(server.peerCount, 0, `${how}: not a member again`);
+      assert.ok(!log.all.some((line) => line.includes("id=2")), `${how}: no second join`);
+    } finally {
+      await typed.end();
+      await server.shutdown();
+    }
+  }
+});
