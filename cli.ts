@@ -91,7 +91,8 @@ export function parseHost(value: string): string {
   }
   const bracketed = /^\[(.*)\]$/.exec(value);
   const address = bracketed?.[1] ?? value;
-  if (/^\[.*\]:\d*$/.test(value)) {
+  // host:port (one colon, so not IPv6) or [v6]:port: the port has a flag of its own.
+  if (/^\[.*\]:\d*$/.test(value) || /^[^:[\]]+:\d*$/.test(value)) {
     throw new UsageError(`Cannot parse --host "${value}": give the port with --port`);
   }
   if (/[[\]]/.test(address) || (bracketed !== null && !address.includes(":"))) {
@@ -559,25 +560,124 @@ export const SERVER_FLAGS = {
   host: { type: "string", default: DEFAULT_HOST },
   port: { type: "string", default: String(DEFAULT_PORT) },
   mode: { type: "string", default: "chat" },
+  "reuse-port": { type: "boolean", default: false },
   "no-console": { type: "boolean", default: false },
   help: { type: "boolean", default: false },
 } as const;
+
+/** The room a server joins with `--redis` when `--room` is not given. */
+export const DEFAULT_ROOM = "main";
+
+/** `--redis URL` and `--room NAME`, which both servers take, for {@linkcode parseFlags}. */
+export const REDIS_FLAGS = {
+  redis: { type: "string" },
+  room: { type: "string" },
+} as const;
+
+/** Where a room shared over Redis lives, from `--redis` and `--room`. */
+export interface RedisFlags {
+  url: string;
+  room: string;
+}
+
+/**
+ * `url` with its password, if any, replaced by `****`: how a Redis URL is
+ * shown in logs and errors.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { maskRedisUrl } from "./cli.ts";
+ * assert.equal(maskRedisUrl("redis://:secret@127.0.0.1:6379"), "redis://:****@127.0.0.1:6379");
+ * ```
+ */
+export function maskRedisUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return "(a Redis URL that cannot be parsed)";
+  }
+  if (parsed.password !== "") parsed.password = "****";
+  return parsed.href.replace(/\/$/, "");
+}
+
+/**
+ * Parses `--redis` and `--room`: `undefined` without `--redis` (the room is
+ * in-process). A URL must be `redis://` or `rediss://` with a host; a room
+ * name 1-64 of A-Z a-z 0-9 _ . -; both need chat mode.
+ */
+export function parseRedisFlags(
+  flags: { redis?: string; room?: string },
+  mode: Mode,
+): RedisFlags | undefined {
+  if (flags.redis === undefined) {
+    if (flags.room !== undefined) throw new UsageError("--room names a room shared with --redis");
+    return undefined;
+  }
+  let url: URL | undefined;
+  try {
+    url = new URL(flags.redis);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || !["redis:", "rediss:"].includes(url.protocol) || url.hostname === "") {
+    throw new UsageError(
+      `Cannot parse --redis "${maskRedisUrl(flags.redis)}": give redis://HOST:PORT ` +
+        "(or redis://:PASSWORD@HOST:PORT)",
+    );
+  }
+  const room = flags.room ?? DEFAULT_ROOM;
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(room)) {
+    throw new UsageError(`Cannot parse --room "${room}": use 1-64 of A-Z a-z 0-9 _ . -`);
+  }
+  if (mode !== "chat") throw new UsageError("--redis shares a chat room: --mode echo has none");
+  return { url: flags.redis, room };
+}
+
+/**
+ * Connects the seam of a room shared over Redis (redis_seam.ts, loaded only
+ * here, so a server without `--redis` fetches no package). A Redis that
+ * cannot be reached or refuses the password is a {@linkcode RuntimeError}
+ * naming the URL with its password masked.
+ */
+export async function connectRoomSeam(
+  script: string,
+  redis: RedisFlags,
+  log: (line: string) => void,
+): Promise<import("./room.ts").RoomSeam> {
+  const { connectRedisSeam } = await import("./redis_seam.ts");
+  try {
+    return await connectRedisSeam({ ...redis, log });
+  } catch (error) {
+    throw new RuntimeError(`${script}: ${errorText(error)}`);
+  }
+}
 
 /** Where and how a server listens, from its flags. */
 export interface ListenOptions {
   host: string;
   port: number;
   mode: Mode;
+  /**
+   * `--reuse-port`: share the port with other processes that set it too
+   * (SO_REUSEPORT; Linux spreads new connections over them, socket(7)).
+   */
+  reusePort: boolean;
 }
 
-/** Parses `--host`, `--port` and `--mode`; throws a {@linkcode UsageError} for a bad one. */
+/**
+ * Parses `--host`, `--port`, `--mode` and `--reuse-port`; throws a
+ * {@linkcode UsageError} for a bad one.
+ */
 export function parseListenFlags(
-  flags: { host: string; port: string; mode: string },
+  flags: { host: string; port: string; mode: string; "reuse-port"?: boolean },
 ): ListenOptions {
   return {
     host: parseHost(flags.host),
     port: parsePort(flags.port),
     mode: parseChoice("--mode", flags.mode, ["chat", "echo"] as const),
+    reusePort: flags["reuse-port"] ?? false,
   };
 }
 

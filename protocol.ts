@@ -280,14 +280,23 @@ export interface ListEntry {
   name: string;
   address: string;
   connectedAt: number;
-  lastHeardAt: number;
+  /** Unknown for a member of another server instance: its `idle=` is left out. */
+  lastHeardAt?: number;
+  /** The server instance the member is on, in a room shared over Redis (redis_seam.ts). */
+  instance?: number;
 }
 
-/** One `/list` line, in the spirit of Redis's CLIENT LIST. */
+/**
+ * One `/list` line, in the spirit of Redis's CLIENT LIST: `idle=` only when
+ * the member's last line is known here, `instance=` only in a shared room.
+ */
 export function listLine(entry: ListEntry, now: number): string {
   const age = Math.floor((now - entry.connectedAt) / 1000);
-  const idle = Math.floor((now - entry.lastHeardAt) / 1000);
-  return `* id=${entry.id} name=${entry.name} addr=${entry.address} age=${age} idle=${idle}`;
+  const idle = entry.lastHeardAt === undefined
+    ? ""
+    : ` idle=${Math.floor((now - entry.lastHeardAt) / 1000)}`;
+  const instance = entry.instance === undefined ? "" : ` instance=${entry.instance}`;
+  return `* id=${entry.id} name=${entry.name} addr=${entry.address} age=${age}${idle}${instance}`;
 }
 
 /** Every line the servers send, in one place. */
@@ -342,6 +351,13 @@ export const say = {
   lastWrongPassword: (max: number, then: string) =>
     `ERR wrong password (${max} of ${max} tries): ${then}`,
   alreadyIn: "* no password needed: you are in",
+  // A room shared over Redis (redis_seam.ts) while Redis cannot be reached.
+  notSent: "ERR room unavailable: line not sent",
+  nameNotChanged: "ERR room unavailable: name not changed",
+  roomUnavailable: "ERR room unavailable: try again later",
+  /** Lines sent while the member's /nick waits for the room-wide name claim, past the bound. */
+  tooManyWaiting: (max: number) =>
+    `ERR too many lines while a /nick is pending (max ${max}): line not sent`,
 };
 
 /**

@@ -116,10 +116,21 @@ export interface MemberRef {
 export type RoomEvent =
   | { kind: "line"; from: MemberRef; text: string; action?: boolean }
   | { kind: "private"; from: MemberRef; to: number; text: string }
-  | { kind: "join"; member: MemberRef }
+  | {
+    kind: "join";
+    member: MemberRef;
+    /** The member's address; the seam's instance and wall-clock time of the join (ms). */
+    address?: string;
+    instance?: number;
+    since?: number;
+    /** From the seam's snapshot of who is in the room already: known, not announced. */
+    seeded?: boolean;
+  }
   | { kind: "leave"; member: MemberRef; cause: string }
   | { kind: "rename"; member: MemberRef; from: string }
-  | { kind: "kick"; id: number };
+  | { kind: "kick"; id: number }
+  /** From the seam to this process's members alone (Redis lost, or back): `* text`. */
+  | { kind: "notice"; text: string };
 
 /**
  * The one narrow interface between a room and the rest of the room beyond
@@ -134,13 +145,24 @@ export type RoomEvent =
  *   same events in the same order.
  * - `claimName(key, id)` claims a name key ({@linkcode nameKey}) for member
  *   `id`, room-wide; `true` if the key was free or already that member's.
- *   `releaseName(key, id)` gives it back (only the holder's release counts).
+ *   A seam that must ask another process answers with a promise (rejected
+ *   when it cannot ask); the room holds the member's later lines until it
+ *   settles, so they keep their order. `releaseName(key, id)` gives it back
+ *   (only the holder's release counts).
+ * - `publish` may return `false`: the event was not sent (the seam's queue
+ *   is full while its link is down), and the room tells the sender so.
+ * - A seam shared by several processes has an `instance` number (shown in
+ *   `/list`, stamped on joins), hands out room-wide unique member ids with
+ *   `newId()`, and is closed once by the server with `close()`.
  */
 export interface RoomSeam {
+  readonly instance?: number;
   open(apply: (event: RoomEvent) => void): void;
-  publish(event: RoomEvent): void;
-  claimName(key: string, id: number): boolean;
+  publish(event: RoomEvent): boolean | void;
+  claimName(key: string, id: number): boolean | Promise<boolean>;
   releaseName(key: string, id: number): void;
+  newId?(): number;
+  close?(): Promise<void>;
 }
 
 /** The default seam: a room in one process. Events come straight back; claims live in a map. */
@@ -203,6 +225,22 @@ const HELP = say.help.map(encodeLine);
 /** How the console's /list marks members waiting for the password. */
 const WAITING_MARK = "waiting for the password";
 const SERVER: MemberRef = { id: 0, name: SERVER_NAME };
+/**
+ * Lines a member may send while its `/nick` waits for a room-wide name claim
+ * (one Redis round trip); they are handled in order once it settles, and
+ * those past the bound are refused, never dropped silently.
+ */
+export const MAX_HELD_LINES = 64;
+
+/** A member of another process's room, as its join, rename and leave events tell it. */
+interface RemoteMember {
+  readonly id: number;
+  name: string;
+  readonly address: string;
+  readonly instance?: number;
+  /** On this room's clock, as near as the event's wall-clock time tells. */
+  readonly connectedAt: number;
+}
 
 /** The console's `/help`, a log line each, in the room's noun; an echo room relays no text. */
 function consoleHelp(noun: "client" | "peer", chat: boolean): string[] {
@@ -248,6 +286,11 @@ export class Room {
    * indexed, which saves an entry per idle member.
    */
   readonly #byName = new Map<string, Member>();
+  /** Members of the other processes sharing the room through the seam, by id and by name key. */
+  readonly #remote = new Map<number, RemoteMember>();
+  readonly #remoteByName = new Map<string, RemoteMember>();
+  /** Lines heard from a member while its name claim is pending, to be handled once it settles. */
+  readonly #held = new Map<Member, string[]>();
   #nextId = 1;
   /** Nonzero while lines are being delivered: leaves wait in #deferred until it is done. */
   #delivering = 0;
@@ -284,6 +327,14 @@ export class Room {
     return this.#members.size;
   }
 
+  /**
+   * True while `member` waits for a room-wide name claim (a `/nick`, or the
+   * name it joined with): the room answers it when the claim settles.
+   */
+  renaming(member: Member): boolean {
+    return this.#held.has(member);
+  }
+
   /** The room's clock, for transports that keep times of their own (flood control). */
   now(): number {
     return this.#clock();
@@ -308,7 +359,7 @@ export class Room {
       link.deliver(encodeLine(say.serverFull(this.#maxMembers, this.#noun)));
       return undefined;
     }
-    const id = this.#nextId++;
+    const id = this.#seam.newId?.() ?? this.#nextId++;
     const now = this.#clock();
     const member: Member = {
       id,
@@ -325,16 +376,29 @@ export class Room {
       link.deliver(encodeLine(say.passwordNeeded));
       return member;
     }
-    if (name !== undefined && nameError(name) === undefined && this.#claim(member, name)) {
+    const claimed = name !== undefined && nameError(name) === undefined
+      ? this.#claim(member, name)
+      : false;
+    if (claimed === true) {
       // Canonically equivalent spellings are one name: it is kept composed (UAX #15).
-      member.name = name.normalize("NFC");
-      this.#byName.set(nameKey(name), member);
+      member.name = name!.normalize("NFC");
+      this.#byName.set(nameKey(name!), member);
     }
     this.#members.set(id, member);
     if (this.#chat) {
+      if (!this.#publishJoin(member)) {
+        this.#members.delete(id);
+        if (claimed === true) this.#byName.delete(nameKey(member.name));
+        if (claimed !== false) this.#releaseClaim(member, name!, claimed);
+        this.#log(`refused ${link.address}: room unavailable (its queue to Redis is full)`);
+        link.deliver(encodeLine(say.roomUnavailable));
+        return undefined;
+      }
       link.deliver(encodeLine(say.welcome(member.name)));
-      this.#seam.publish({ kind: "join", member: { id, name: member.name } });
     }
+    // A claim another process must answer: the member is in under its default
+    // name now, and renamed when the claim is granted, as if it had sent /nick.
+    if (claimed instanceof Promise) this.#awaitClaim(member, name!, claimed);
     return member;
   }
 
@@ -351,13 +415,22 @@ export class Room {
    */
   hear(member: Member, line: string): void {
     if (member.gone) return;
+    const held = this.#held.get(member);
+    if (held !== undefined) {
+      // Its /nick is pending: this line waits, so it follows the rename.
+      if (held.length >= MAX_HELD_LINES) {
+        return member.link.deliver(encodeLine(say.tooManyWaiting(MAX_HELD_LINES)));
+      }
+      held.push(line);
+      return;
+    }
     if (!member.admitted) return this.#hearWaiting(member, line);
     const command = readCommand(line);
     if (command === undefined) {
       const message = sanitize(messageText(line)); // "//text" is the text "/text"
       if (message === "") return;
       const from = { id: member.id, name: member.name };
-      this.#seam.publish({ kind: "line", from, text: message });
+      this.#send(member, { kind: "line", from, text: message });
       return;
     }
     switch (command.name) {
@@ -370,7 +443,7 @@ export class Room {
       case "/me": {
         if (command.argument === "") return member.link.deliver(encodeLine(say.meUsage));
         const from = { id: member.id, name: member.name };
-        return this.#seam.publish({ kind: "line", from, text: command.argument, action: true });
+        return this.#send(member, { kind: "line", from, text: command.argument, action: true });
       }
       case "/quit":
         return this.leave(member, "quit");
@@ -402,8 +475,11 @@ export class Room {
     if (this.#password!.matches(given)) {
       member.admitted = true;
       this.#log(`password accepted from ${address} id=${member.id} ${member.name}`);
+      if (!this.#publishJoin(member)) {
+        member.link.deliver(encodeLine(say.roomUnavailable));
+        return this.leave(member, "room unavailable");
+      }
       member.link.deliver(encodeLine(say.welcome(member.name)));
-      this.#seam.publish({ kind: "join", member: { id: member.id, name: member.name } });
       return;
     }
     const tries = ++member.wrongPasswords;
@@ -443,7 +519,9 @@ export class Room {
     if (command === undefined) {
       if (!this.#chat) return this.#log(`echo mode: console lines are not sent to ${this.#noun}s`);
       const text = sanitize(messageText(line)); // "//text" is the text "/text"
-      if (text !== "") this.#seam.publish({ kind: "line", from: SERVER, text });
+      if (text !== "" && this.#seam.publish({ kind: "line", from: SERVER, text }) === false) {
+        this.#log(say.notSent);
+      }
       return;
     }
     switch (command.name) {
@@ -501,21 +579,81 @@ export class Room {
         return;
       }
       case "join":
+        // Our own members are in #members already; another process's are remembered.
+        if (event.instance !== this.#seam.instance) this.#addRemote(event);
+        if (event.seeded) return;
         return this.#announce(say.joined(event.member.name), event.member.id);
-      case "leave":
+      case "leave": {
+        const remote = this.#remote.get(event.member.id);
+        if (remote !== undefined) {
+          this.#remote.delete(remote.id);
+          const key = nameKey(remote.name);
+          if (this.#remoteByName.get(key) === remote) this.#remoteByName.delete(key);
+        }
+        // A server shutting down tells its own members why; it announces nobody's leave.
+        if (this.#shuttingDown) return;
         return this.#announce(say.left(event.member.name, event.cause));
-      case "rename":
+      }
+      case "rename": {
+        const remote = this.#remote.get(event.member.id);
+        if (remote !== undefined) {
+          const key = nameKey(remote.name);
+          if (this.#remoteByName.get(key) === remote) this.#remoteByName.delete(key);
+          remote.name = event.member.name;
+          this.#remoteByName.set(nameKey(remote.name), remote);
+        }
         return this.#announce(say.renamed(event.from, event.member.name), event.member.id);
+      }
       case "kick": {
         const member = this.#members.get(event.id);
         if (member !== undefined) this.leave(member, "kicked");
+        return;
       }
+      case "notice":
+        this.#log(`* ${event.text}`);
+        return this.#deliverAll(encodeLine(`* ${event.text}`));
     }
   }
 
-  /** Tells the room about a join, leave or rename, unless the room is too big for that. */
+  /** Remembers a member of another process (a join event, or one from the seam's snapshot). */
+  #addRemote(event: Extract<RoomEvent, { kind: "join" }>): void {
+    const ageMs = event.since === undefined ? 0 : Math.max(0, Date.now() - event.since);
+    const remote: RemoteMember = {
+      id: event.member.id,
+      name: event.member.name,
+      address: event.address ?? "?",
+      instance: event.instance,
+      connectedAt: this.#clock() - ageMs,
+    };
+    this.#remote.set(remote.id, remote);
+    if (remote.name !== defaultName(remote.id)) {
+      this.#remoteByName.set(nameKey(remote.name), remote);
+    }
+  }
+
+  /**
+   * Tells the room about a join, leave or rename, unless the room is too big
+   * for that: the room counts every process's members.
+   */
   #announce(text: string, exceptId?: number): void {
-    if (this.#members.size <= ANNOUNCE_LIMIT) this.#deliverAll(encodeLine(text), exceptId);
+    if (this.#members.size + this.#remote.size <= ANNOUNCE_LIMIT) {
+      this.#deliverAll(encodeLine(text), exceptId);
+    }
+  }
+
+  /** Publishes a member's line; if the seam could not take it, the member is told. */
+  #send(member: Member, event: RoomEvent): void {
+    if (this.#seam.publish(event) === false) member.link.deliver(encodeLine(say.notSent));
+  }
+
+  /** Publishes a member's join: `false` if the seam could not take it. */
+  #publishJoin(member: Member): boolean {
+    return this.#seam.publish({
+      kind: "join",
+      member: { id: member.id, name: member.name },
+      address: member.link.address,
+      instance: this.#seam.instance,
+    }) !== false;
   }
 
   /** Delivers one line to every member but `exceptId`; leaves during it wait until it is done. */
@@ -541,18 +679,60 @@ export class Room {
     this.#seam.releaseName(key, member.id);
     member.link.left(cause, this.#chat ? NOTICES[cause] : undefined);
     // A member that never got in was never announced: its leave is not either.
-    if (this.#chat && !this.#shuttingDown && member.admitted) {
+    // At a shutdown the leave is still published, for the other processes
+    // sharing the room; this room announces none (#apply).
+    if (this.#chat && member.admitted) {
       this.#seam.publish({ kind: "leave", member: { id: member.id, name: member.name }, cause });
     }
   }
 
   // ---- names and commands
 
-  /** Claims `name` for `member`: in this process's index and room-wide through the seam. */
-  #claim(member: Member, name: string): boolean {
+  /**
+   * Claims `name` for `member`: in this process's index and room-wide through
+   * the seam, whose answer may be a promise (another process decides).
+   */
+  #claim(member: Member, name: string): boolean | Promise<boolean> {
     const holder = this.#byName.get(nameKey(name));
     if (holder !== undefined && holder !== member) return false;
     return this.#seam.claimName(nameKey(name), member.id);
+  }
+
+  /** Gives back a claim a member no longer needs, once it is known to be granted. */
+  #releaseClaim(member: Member, name: string, claimed: boolean | Promise<boolean>): void {
+    if (claimed === true) this.#seam.releaseName(nameKey(name), member.id);
+    else if (claimed instanceof Promise) {
+      claimed.then((granted) => granted && this.#seam.releaseName(nameKey(name), member.id))
+        .catch(() => {}); // never granted: nothing to give back
+    }
+  }
+
+  /**
+   * Waits for a pending name claim: the member's lines meanwhile are held
+   * (#held), then handled in order, a second /nick among them included. A
+   * member that left meanwhile gives a granted claim back; a claim that
+   * could not be asked (Redis away) leaves the name as it was, and says so.
+   */
+  #awaitClaim(member: Member, name: string, claimed: Promise<boolean>): void {
+    this.#held.set(member, []);
+    claimed.then((granted) => granted, () => undefined).then((granted) => {
+      const held = this.#held.get(member) ?? [];
+      this.#held.delete(member);
+      if (member.gone) {
+        if (granted === true) this.#seam.releaseName(nameKey(name), member.id);
+        return;
+      }
+      if (granted === undefined) member.link.deliver(encodeLine(say.nameNotChanged));
+      else this.#renamed(member, name, granted);
+      for (let i = 0; i < held.length; i++) {
+        const again = this.#held.get(member);
+        if (again !== undefined) { // a later /nick is pending in turn: the rest wait for it
+          again.push(...held.slice(i));
+          break;
+        }
+        this.hear(member, held[i]);
+      }
+    });
   }
 
   /** `/msg NAME text`: the line goes to NAME alone; the sender hears only of failure. */
@@ -562,9 +742,11 @@ export class Room {
     if (message === undefined) return tell(say.msgUsage);
     const to = this.#find(message.to);
     // One waiting for the password is nobody yet: nothing reaches it.
-    if (to === undefined || !to.admitted) return tell(say.noSuchName(message.to));
+    if (to === undefined || ("admitted" in to && !to.admitted)) {
+      return tell(say.noSuchName(message.to));
+    }
     const from = { id: member.id, name: member.name };
-    this.#seam.publish({ kind: "private", from, to: to.id, text: message.text });
+    this.#send(member, { kind: "private", from, to: to.id, text: message.text });
   }
 
   /**
@@ -575,19 +757,28 @@ export class Room {
   #kick(target: string): void {
     if (target === "") return this.#log("usage: /kick ID or NAME (see /list)");
     const byId = /^\d+$/.test(target);
-    const member = byId ? this.#members.get(Number(target)) : this.#find(target);
+    const member = byId
+      ? this.#members.get(Number(target)) ?? this.#remote.get(Number(target))
+      : this.#find(target);
     if (member === undefined) {
       return this.#log(`no ${this.#noun} ${byId ? "with id" : "named"} ${target} (see /list)`);
     }
-    this.#seam.publish({ kind: "kick", id: member.id });
+    // A member of another process leaves there, when its process applies the kick.
+    if (this.#seam.publish({ kind: "kick", id: member.id }) === false) this.#log(say.notSent);
   }
 
-  /** The member called `name` (or any name with its key), default names included. */
-  #find(name: string): Member | undefined {
-    const chosen = this.#byName.get(nameKey(name));
+  /**
+   * The member called `name` (or any name with its key), default names
+   * included, here or in another process sharing the room.
+   */
+  #find(name: string): Member | RemoteMember | undefined {
+    const key = nameKey(name);
+    const chosen = this.#byName.get(key) ?? this.#remoteByName.get(key);
     if (chosen !== undefined) return chosen;
     const id = /^user(\d+)$/i.exec(name)?.[1];
-    const member = id === undefined ? undefined : this.#members.get(Number(id));
+    const member = id === undefined
+      ? undefined
+      : this.#members.get(Number(id)) ?? this.#remote.get(Number(id));
     return member?.name === defaultName(member?.id ?? 0) ? member : undefined;
   }
 
@@ -598,7 +789,15 @@ export class Room {
     if (error !== undefined) return tell(error);
     // The name one has already is answered, not announced.
     if (typed.normalize("NFC") === member.name) return tell(say.alreadyNamed(member.name));
-    if (!this.#claim(member, typed)) return tell(say.nameTaken(typed));
+    const claimed = this.#claim(member, typed);
+    if (claimed instanceof Promise) return this.#awaitClaim(member, typed, claimed);
+    this.#renamed(member, typed, claimed);
+  }
+
+  /** A claim for `typed` settled: the member is renamed (and the room told), or told it is taken. */
+  #renamed(member: Member, typed: string, granted: boolean): void {
+    const tell = (line: string) => member.link.deliver(encodeLine(line));
+    if (!granted) return tell(say.nameTaken(typed));
     // Canonically equivalent spellings are one name: it is kept composed (UAX #15).
     const name = typed.normalize("NFC");
     const old = member.name;
@@ -617,18 +816,26 @@ export class Room {
   /**
    * `/list`: a line per member in the spirit of Redis's CLIENT LIST, then
    * the count. Members see only those in the room; the console sees those
-   * waiting for the password too, marked, and counted apart.
+   * waiting for the password too, marked, and counted apart. In a room
+   * shared through the seam, each line names the member's instance, and the
+   * other processes' members follow this one's (without `idle=`, which only
+   * their own process knows).
    */
   #list(output: (line: string) => void, console: boolean): void {
     const now = this.#clock();
+    const instance = this.#seam.instance;
     let listed = 0;
     let waiting = 0;
     for (const member of this.#members.values()) {
       if (!member.admitted && !console) continue;
-      const line = listLine({ ...member, address: member.link.address }, now);
+      const line = listLine({ ...member, address: member.link.address, instance }, now);
       if (member.admitted) listed++;
       else waiting++;
       output(member.admitted ? line : `${line} ${WAITING_MARK}`);
+    }
+    for (const remote of this.#remote.values()) {
+      output(listLine(remote, now));
+      listed++;
     }
     const count = say.count(listed, this.#noun);
     output(waiting === 0 ? count : `${count} (and ${waiting} ${WAITING_MARK})`);

@@ -26,6 +26,7 @@ import {
   LineFramer,
 } from "./line_buffer.ts";
 import {
+  connectRoomSeam,
   type ConsoleServer,
   DEFAULT_HOST,
   DEFAULT_PORT,
@@ -34,8 +35,10 @@ import {
   parseFlags,
   parseInteger,
   parseListenFlags,
+  parseRedisFlags,
   parseSeconds,
   readFlagFile,
+  REDIS_FLAGS,
   runMain,
   runServer,
   RuntimeError,
@@ -44,7 +47,7 @@ import {
 } from "./cli.ts";
 import { isTlsClientHello, say } from "./protocol.ts";
 import { hasTelnetBytes, TelnetFilter } from "./telnet.ts";
-import { type Member, type MemberLink, Room } from "./room.ts";
+import { type Member, type MemberLink, Room, type RoomSeam } from "./room.ts";
 import { AccessControl, type AccessOptions, parseAccessFlags } from "./access.ts";
 import { type Password, readPasswordFlag } from "./auth.ts";
 import {
@@ -65,6 +68,11 @@ Options:
   --host HOST          address to listen on (default ${DEFAULT_HOST}: this machine only)
   --port PORT          port to listen on, 0 for any free port (default ${DEFAULT_PORT})
   --mode chat|echo     chat room or echo service (default chat)
+  --reuse-port         share the port with other server.ts processes started with
+                       --reuse-port, say one a core (Linux SO_REUSEPORT, same user): the
+                       kernel spreads new connections over them. Each has its own room,
+                       clients meet only those of the same process, unless they share
+                       one over Redis (--redis)
   --max-clients N      clients at once; the next one gets "ERR server full" (default 1000)
   --idle-timeout S     close a client that sends no line for S seconds (fractions
                        allowed), 0 = never (default 0)
@@ -87,6 +95,10 @@ Options:
   --tls-cert FILE      speak TLS, with this certificate chain (PEM; needs --tls-key
                        and --allow-read for both files)
   --tls-key FILE       the certificate's private key (PEM)
+  --redis URL          share the room with every server started with the same --redis
+                       and --room, on this machine or others: redis://HOST:PORT, or
+                       redis://:PASSWORD@HOST:PORT (the password is never logged)
+  --room NAME          the shared room's name (default main)
   --no-console         do not read stdin: for running in the background (server.ts &)
   --help               show this help
 
@@ -113,6 +125,13 @@ export interface ServerOptions {
   host?: string;
   port?: number;
   mode?: Mode;
+  /**
+   * Share the port with other listeners that set this too (SO_REUSEPORT; Deno
+   * documents it for Linux). Linux spreads new connections over them by a hash
+   * of the client's address and port, and lets only processes of the same
+   * effective user join (socket(7)). Without it, a port in use is an error.
+   */
+  reusePort?: boolean;
   maxClients?: number;
   /** 0 means never. */
   idleTimeoutMs?: number;
@@ -126,6 +145,11 @@ export interface ServerOptions {
   password?: Password;
   /** Where log lines go (default: stdout). */
   log?: (line: string) => void;
+  /**
+   * Where the room's events pass (room.ts; default: this process alone). The
+   * server closes it at the end of its shutdown (redis_seam.ts shares the room).
+   */
+  seam?: RoomSeam;
 }
 
 /** A certificate chain and its private key, PEM text, for {@linkcode startTlsServer}. */
@@ -162,6 +186,7 @@ export function startServer(options: ServerOptions = {}): Server {
     hostname: options.host ?? DEFAULT_HOST,
     port: options.port ?? DEFAULT_PORT,
     transport: "tcp",
+    reusePort: options.reusePort ?? false,
   });
   return serveOn(listener, options);
 }
@@ -184,6 +209,7 @@ export async function startTlsServer(
   const listener = await TlsListener.listen({
     hostname: options.host ?? DEFAULT_HOST,
     port: options.port ?? DEFAULT_PORT,
+    reusePort: options.reusePort ?? false,
     ...options.tls,
   }, {
     connected(address, open) {
@@ -211,6 +237,7 @@ function serveOn(listener: Listener, options: ServerOptions): Server {
     password: options.password,
     log,
     onQuit: () => shutdown(),
+    seam: options.seam,
   });
   /** Every connection not yet released, in the room or not. */
   const clients = new Set<Client>();
@@ -285,7 +312,8 @@ function serveOn(listener: Listener, options: ServerOptions): Server {
     const ms = Math.round(performance.now() - shutdownStartedAt);
     const unanswered = closedWithoutFin > 0 ? `; ${closedWithoutFin} closed without their FIN` : "";
     log(`shut down in ${ms} ms${unanswered}`);
-    finished.resolve();
+    // A shared room's seam takes its members' leaves to Redis before it closes.
+    Promise.resolve(options.seam?.close?.()).finally(() => finished.resolve());
   }
 
   acceptLoop();
@@ -563,12 +591,14 @@ export async function main(args: string[]): Promise<number> {
     deny: { type: "string", multiple: true },
     "max-per-address": { type: "string", default: "0" },
     "password-file": { type: "string" },
+    ...REDIS_FLAGS,
   });
   if (flags.help) {
     console.log(USAGE);
     return 0;
   }
   const listen = parseListenFlags(flags);
+  const redis = parseRedisFlags(flags, listen.mode);
   const options: ServerOptions = {
     ...listen,
     maxClients: parseInteger("--max-clients", flags["max-clients"], 1, 1_000_000),
@@ -587,9 +617,10 @@ export async function main(args: string[]): Promise<number> {
     tls === undefined ? "tcp" : "tls",
     listen,
     async (log) => {
-      if (tls === undefined) return startServer({ ...options, log });
+      const seam = redis && await connectRoomSeam("server.ts", redis, log);
+      if (tls === undefined) return startServer({ ...options, seam, log });
       try {
-        return await startTlsServer({ ...options, tls, log });
+        return await startTlsServer({ ...options, seam, tls, log });
       } catch (error) {
         if (!(error instanceof Error && error.name === "TlsSetupError")) throw error;
         throw new RuntimeError(`server.ts: cannot use --tls-cert/--tls-key: ${error.message}`);

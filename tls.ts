@@ -175,6 +175,8 @@ export class TlsListener {
     options: {
       hostname: string;
       port: number;
+      /** Share the port with other listeners that set this too (SO_REUSEPORT). */
+      reusePort?: boolean;
       cert: string;
       key: string;
       handshakeTimeoutMs?: number;
@@ -218,7 +220,8 @@ export class TlsListener {
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(options.port, options.hostname, () => {
+      const { port, hostname: host, reusePort = false } = options;
+      server.listen({ port, host, reusePort }, () => {
         server.off("error", reject);
         resolve();
       });

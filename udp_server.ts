@@ -24,6 +24,7 @@ import {
   MAX_MESSAGE_BYTES,
 } from "./line_buffer.ts";
 import {
+  connectRoomSeam,
   type ConsoleServer,
   DEFAULT_HOST,
   DEFAULT_PORT,
@@ -33,14 +34,16 @@ import {
   parseFlags,
   parseInteger,
   parseListenFlags,
+  parseRedisFlags,
   parseSeconds,
+  REDIS_FLAGS,
   runMain,
   runServer,
   SERVER_FLAGS,
   UsageError,
 } from "./cli.ts";
 import { MAX_PASSWORD_TRIES, nameError, passwordIn, readCommand, say } from "./protocol.ts";
-import { type Member, type MemberLink, Room } from "./room.ts";
+import { type Member, type MemberLink, Room, type RoomSeam } from "./room.ts";
 import {
   AccessControl,
   type AccessOptions,
@@ -61,6 +64,8 @@ Options:
                        [::1] for IPv6, :: for every interface (and IPv4 too, on Linux)
   --port PORT          port to bind, 0 for any free port (default ${DEFAULT_PORT})
   --mode chat|echo     chat room or echo service (default chat)
+  --reuse-port         refused: Deno cannot share a UDP port among processes yet
+                       (no SO_REUSEPORT for datagrams); server.ts --reuse-port can over TCP
   --peer-timeout S     forget a peer that sends nothing for S seconds (default 300)
   --max-peers N        peers at once; a newcomer beyond gets "ERR server full" (default 1000)
   --allow ADDR[/BITS]  only these may send: an IPv4 or IPv6 address or CIDR range
@@ -73,6 +78,10 @@ Options:
   --password-file FILE chat mode: the room's password is FILE's first line (needs
                        --allow-read=FILE). A newcomer's first datagram must be
                        /pass PASSWORD; after 3 wrong ones its address is ignored for 60 s
+  --redis URL          share the room with every server started with the same --redis
+                       and --room, TCP or UDP, here or on other machines: redis://HOST:PORT
+                       or redis://:PASSWORD@HOST:PORT (the password is never logged)
+  --room NAME          the shared room's name (default main)
   --no-console         do not read stdin: for running in the background (udp_server.ts &)
   --help               show this help
 
@@ -106,6 +115,8 @@ export interface UdpServerOptions {
   password?: Password;
   /** Where log lines go (default: stdout). */
   log?: (line: string) => void;
+  /** Where the room's events pass (room.ts); closed at the end of the shutdown. */
+  seam?: RoomSeam;
 }
 
 /** A running UDP server. `shutdown()` tells every peer "* server shutting down" and closes the socket. */
@@ -161,6 +172,7 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
     password: options.password,
     log,
     onQuit: () => shutdown(),
+    seam: options.seam,
   });
   // Who may send (access.ts): checked for each datagram from an address not
   // in the room, whose answers come out of one small budget a second.
@@ -251,7 +263,8 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
       // any other is answered below as over TCP (taken, reserved, invalid).
       const granted = wanted !== undefined && nameError(wanted) === undefined &&
         member.name === wanted.normalize("NFC");
-      if (granted || authenticated) return;
+      // A claim Redis must answer (a shared room): the room answers it when it settles.
+      if (granted || authenticated || room.renaming(member)) return;
     }
     room.hear(peer.member!, line);
   }
@@ -313,6 +326,7 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
     await outbox.idle();
     outbox.close();
     socket.close(); // also ends the pending receive()
+    await options.seam?.close?.(); // a shared room's seam takes its peers' leaves to Redis first
     finished.resolve();
   }
 
@@ -449,12 +463,23 @@ export async function main(args: string[]): Promise<number> {
     deny: { type: "string", multiple: true },
     "max-per-address": { type: "string", default: "0" },
     "password-file": { type: "string" },
+    ...REDIS_FLAGS,
   });
   if (flags.help) {
     console.log(USAGE);
     return 0;
   }
   const listen = parseListenFlags(flags);
+  if (listen.reusePort) {
+    // Deno 2.9.6's listenDatagram takes reuseAddress (SO_REUSEADDR on Linux),
+    // not reusePort: a second socket then binds, but the newest takes every
+    // datagram and the others none, silently. node:dgram's reusePort fails
+    // with EADDRINUSE. tests/reuse_port_test.ts fails when Deno can share one.
+    throw new UsageError(
+      "--reuse-port works over TCP only: Deno cannot share a UDP port (no SO_REUSEPORT " +
+        "for datagram sockets), so run one udp_server.ts per port",
+    );
+  }
   const options: UdpServerOptions = {
     ...listen,
     peerTimeoutMs: parseSeconds("--peer-timeout", flags["peer-timeout"]) * 1000,
@@ -465,11 +490,15 @@ export async function main(args: string[]): Promise<number> {
     throw new UsageError("--max-per-address counts peers: --mode echo keeps none");
   }
   options.password = await readPasswordFlag("udp_server.ts", flags["password-file"], listen.mode);
+  const redis = parseRedisFlags(flags, listen.mode);
   return await runServer(
     "udp_server.ts",
     "udp",
     listen,
-    (log) => startUdpServer({ ...options, log }),
+    async (log) => {
+      const seam = redis && await connectRoomSeam("udp_server.ts", redis, log);
+      return startUdpServer({ ...options, seam, log });
+    },
     { console: !flags["no-console"] },
   );
 }

@@ -185,10 +185,12 @@ Deno.test("parseHost() refuses brackets around anything but an IPv6 address, or 
       ),
     );
   }
-  assertUsageError(
-    () => parseHost("[::1]:9090"),
-    /^Cannot parse --host "\[::1\]:9090": give the port with --port$/,
-  );
+  for (const value of ["[::1]:9090", "127.0.0.1:9090", "localhost:9090", "example.com:"]) {
+    assertUsageError(
+      () => parseHost(value),
+      new RegExp(`^Cannot parse --host "${RegExp.escape(value)}": give the port with --port$`),
+    );
+  }
   // The link-local check looks inside the brackets.
   assertUsageError(() => parseHost("[fe80::1]"), /needs its zone, .* as in fe80::1%eth0$/);
 });
