@@ -19,9 +19,8 @@ import {
 } from "../access.ts";
 import { UsageError } from "../cli.ts";
 import { say } from "../protocol.ts";
-import { startUdpServer, type UdpServer, type UdpServerOptions } from "../udp_server.ts";
 import { NEEDS_SPAWN, runScript, TestServer, within } from "./util.ts";
-import { BoundClient, BoundPeer, WatchedLog } from "./bound_util.ts";
+import { BoundClient, BoundPeer, withUdpServer } from "./bound_util.ts";
 
 const range = (text: string) => parseAddressRange("--allow", text);
 
@@ -385,19 +384,6 @@ Deno.test("server turns away a client past --max-per-address and lets its addres
 });
 
 // ---- the UDP server
-
-async function withUdpServer(
-  options: UdpServerOptions,
-  body: (server: UdpServer, log: WatchedLog) => Promise<void>,
-): Promise<void> {
-  const log = new WatchedLog();
-  const server = startUdpServer({ host: "127.0.0.1", port: 0, log: log.line, ...options });
-  try {
-    await body(server, log);
-  } finally {
-    await server.shutdown();
-  }
-}
 
 Deno.test("udp server answers a denied peer with ERR not allowed and keeps it out of the room", async () => {
   await withUdpServer({

@@ -17,7 +17,6 @@ import {
 import { RuntimeError } from "../cli.ts";
 import { MAX_PASSWORD_TRIES, passwordIn, say } from "../protocol.ts";
 import { type MemberLink, Room } from "../room.ts";
-import { startUdpServer, type UdpServer, type UdpServerOptions } from "../udp_server.ts";
 import {
   bytes,
   type LineReader,
@@ -28,7 +27,7 @@ import {
   TestClient,
   TestServer,
 } from "./util.ts";
-import { BoundPeer, TempDir, WatchedLog } from "./bound_util.ts";
+import { BoundPeer, TempDir, withUdpServer } from "./bound_util.ts";
 
 /** The room's password in these tests: a space inside, Chinese, an emoji. */
 const SECRET = "s3cret 密码 🔑";
@@ -369,19 +368,6 @@ Deno.test("a client that never gives the password holds a slot and is dropped at
 });
 
 // ---- the UDP server
-
-async function withUdpServer(
-  options: UdpServerOptions,
-  body: (server: UdpServer, log: WatchedLog) => Promise<void>,
-): Promise<void> {
-  const log = new WatchedLog();
-  const server = startUdpServer({ host: "127.0.0.1", port: 0, log: log.line, ...options });
-  try {
-    await body(server, log);
-  } finally {
-    await server.shutdown();
-  }
-}
 
 Deno.test("udp server takes a newcomer in only on /pass PASSWORD as its first datagram", async () => {
   await withUdpServer({ password: new Password(SECRET) }, async (server, log) => {

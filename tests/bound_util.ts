@@ -12,6 +12,7 @@
  * @module
  */
 import net from "node:net";
+import { startUdpServer, type UdpServer, type UdpServerOptions } from "../udp_server.ts";
 import { LineReader } from "./util.ts";
 
 const encoder = new TextEncoder();
@@ -243,5 +244,19 @@ export class WatchedLog {
         this.#waiters.push({ match: (line) => match.test(line), resolve })
       );
     }
+  }
+}
+
+/** Runs `body` with a UDP server on 127.0.0.1 (port 0) whose log it can wait on; shuts it down after. */
+export async function withUdpServer(
+  options: UdpServerOptions,
+  body: (server: UdpServer, log: WatchedLog) => Promise<void>,
+): Promise<void> {
+  const log = new WatchedLog();
+  const server = startUdpServer({ host: "127.0.0.1", port: 0, log: log.line, ...options });
+  try {
+    await body(server, log);
+  } finally {
+    await server.shutdown();
   }
 }
