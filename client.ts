@@ -53,6 +53,8 @@ import type { Prompt } from "./terminal.ts";
 // The first line of a netchat server that turns a client away: full, or not
 // for its address (protocol.ts: say.serverFull, notAllowed, tooManyFromAddress).
 const TURNED_AWAY = /^ERR (server full|not allowed from |too many clients from )/;
+// Lines after which coming back would only be refused again: --reconnect stops.
+const FOR_GOOD = /^ERR (not allowed from |too many wrong passwords|wrong password .*: closing)/;
 
 const USAGE = `Usage: deno run --allow-net client.ts [options]
 
@@ -104,6 +106,8 @@ export const EXIT_CONNECTION_LOST = 3;
 /** `--reconnect`: the first wait, and the longest, in milliseconds. */
 export const RECONNECT_FIRST_MS = 500;
 export const RECONNECT_MAX_MS = 30_000;
+/** A session at least this long (ms) was a real one: the next reconnect waits little again. */
+const RECONNECT_STEADY_MS = 10_000;
 
 /** Messages to send, in order: each at most 255 bytes, without its "\n"; `null` when input has ended. */
 export interface MessageSource {
@@ -133,7 +137,7 @@ export interface ClientIo {
  * or `output closed` (nobody reads our output).
  */
 export type Ending =
-  | { kind: "done" | "closed"; turnedAway: boolean; kicked: boolean }
+  | { kind: "done" | "closed"; turnedAway: boolean; final: boolean }
   | { kind: "refused"; reason: string }
   | { kind: "lost"; reason: string }
   | { kind: "output closed" };
@@ -208,7 +212,8 @@ export async function runSession(
   trace("connected (handshake done: SYN, SYN-ACK, ACK)");
   let weClosed = false;
   let turnedAway = false;
-  let kicked = false;
+  // Kicked, or refused in a way a new connection would be too: --reconnect stops.
+  let final = false;
 
   async function fromServer(): Promise<Ending> {
     // Any line-based service's lines, up to 64 KiB: the framer never holds more
@@ -227,7 +232,7 @@ export async function runSession(
         const text = toDisplayText(frame);
         // A netchat server that turns us away says so first, then closes.
         if (linesShown++ === 0 && TURNED_AWAY.test(text)) turnedAway = true;
-        if (text === say.kicked) kicked = true;
+        if (text === say.kicked || FOR_GOOD.test(text)) final = true;
         const name = ownNameFrom(text, state.name);
         if (name !== undefined && name !== state.name) {
           state.name = name;
@@ -252,7 +257,7 @@ export async function runSession(
         if (finOverdue) {
           return {
             kind: "lost",
-            reason: `no FIN from the server ${finWaitMs / 1000} s after ours`,
+            reason: `no FIN and no data from the server for ${finWaitMs / 1000} s after ours`,
           };
         }
         // A TLS server that closes without close_notify (ncat does): an ordinary end.
@@ -273,8 +278,10 @@ export async function runSession(
         if (framer.bufferedBytes > 0 && !await show(framer.push(NEWLINE))) {
           return { kind: "output closed" };
         }
-        return { kind: weClosed ? "done" : "closed", turnedAway, kicked };
+        return { kind: weClosed ? "done" : "closed", turnedAway, final };
       }
+      // After our FIN, a server still sending is not hanging: its 5 s start again.
+      if (finTimer !== undefined) armFinTimer();
       if (!await show(framer.push(buffer.subarray(0, n)))) return { kind: "output closed" };
     }
   }
@@ -301,12 +308,7 @@ export async function runSession(
       weClosed = true;
       await conn.closeWrite();
       trace("FIN sent (closeWrite: no more data from the client)");
-      // The server's FIN should follow (it waits 2 s for ours); a server that
-      // hangs must not hang us.
-      finTimer = setTimeout(() => {
-        finOverdue = true;
-        conn.close();
-      }, finWaitMs);
+      armFinTimer();
     } catch (error) {
       // Input that cannot be read ends the client at once, in one line.
       if (error instanceof RuntimeError) fail(error.message);
@@ -318,6 +320,15 @@ export async function runSession(
   let ended = false;
   let finTimer: ReturnType<typeof setTimeout> | undefined;
   let finOverdue = false;
+  // The server's FIN should follow ours (it waits 2 s for it); a server that
+  // sends nothing for finWaitMs after it must not hang us.
+  function armFinTimer(): void {
+    clearTimeout(finTimer);
+    finTimer = setTimeout(() => {
+      finOverdue = true;
+      conn.close();
+    }, finWaitMs);
+  }
   const finWaitMs = io.finWaitMs ?? FIN_WAIT_MS;
   const sending = toServer();
   try {
@@ -386,18 +397,20 @@ export function reconnectDelay(attempt: number, random: () => number = Math.rand
 /**
  * After a session the server ended, connects again with backoff until it
  * works (resolves with the connection) or input ends (resolves `undefined`).
- * Says each step on stderr.
+ * `backoff.attempt` counts on from earlier reconnects (the caller resets
+ * it after a session that lasted). Says each step on stderr.
  */
 async function reconnect(
   target: Target,
   io: ClientIo,
   outgoing: Outgoing,
   why: string,
+  backoff: { attempt: number },
 ): Promise<ClientConn | undefined> {
   const ended = outgoing.ended.then(() => true);
   outgoing.peek(); // a read of input is under way, so its end is seen
-  for (let attempt = 0;; attempt++) {
-    const delay = reconnectDelay(attempt);
+  while (true) {
+    const delay = reconnectDelay(backoff.attempt++);
     io.status(`${why}; reconnecting in ${(delay / 1000).toFixed(1)} s (--reconnect)`);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const waited = new Promise<boolean>((resolve) => timer = setTimeout(resolve, delay, false));
@@ -571,6 +584,9 @@ export async function main(args: string[]): Promise<number> {
     const ca = flags.ca === undefined
       ? undefined
       : await readFlagFile("client.ts", "--ca", flags.ca);
+    if (ca !== undefined && !ca.includes("-----BEGIN CERTIFICATE-----")) {
+      throw new RuntimeError(`client.ts: --ca ${flags.ca} holds no PEM certificate`);
+    }
     target.tls = {
       caCerts: ca === undefined ? undefined : [ca],
       serverName: flags.servername ?? host,
@@ -609,7 +625,9 @@ export async function main(args: string[]): Promise<number> {
     const { default: process } = await import("node:process");
     let interrupts = 0;
     prompt = new Prompt({ input: process.stdin, output: process.stdout, errors: process.stderr }, {
-      typed: (_line, messages) => {
+      typed: (line, messages) => {
+        // After /quit nothing more is sent: the prompt goes, so nothing typed seems sent.
+        if (parseCommand(line)?.name === "/quit") queueMicrotask(() => prompt!.close());
         const shown = messages.map((m) => state.name && ownLine(state.name, decodeUtf8(m)));
         return shown.every((line) => line !== undefined) ? shown.map((line) => stamp() + line) : [];
       },
@@ -632,18 +650,23 @@ export async function main(args: string[]): Promise<number> {
   }
 
   const outgoing = new Outgoing(io.input);
+  const backoff = { attempt: 0 };
   try {
     while (true) {
+      const sessionStarted = performance.now();
       const ending = await runSession(conn, io, outgoing, state);
       const note = describeEnding(ending);
       const again = flags.reconnect && (ending.kind === "closed" || ending.kind === "lost") &&
-        !(ending.kind === "closed" && ending.kicked);
+        !(ending.kind === "closed" && ending.final);
+      // The backoff starts over only after a session that lasted: a server
+      // that accepts and at once closes is retried ever more slowly.
+      if (performance.now() - sessionStarted >= RECONNECT_STEADY_MS) backoff.attempt = 0;
       if (!again) {
         if (note !== undefined) io.status(note);
         return exitCode(ending);
       }
       if (prompt) prompt.accepting = false;
-      const next = await reconnect(target, io, outgoing, note!);
+      const next = await reconnect(target, io, outgoing, note!, backoff);
       if (next === undefined) return exitCode(ending);
       if (prompt) prompt.accepting = true;
       conn = next;

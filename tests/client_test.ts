@@ -590,7 +590,9 @@ Deno.test("client gives up on a server that never answers its FIN: one line, exi
     assert.equal(await within(5000, "the client's end", running), EXIT_CONNECTION_LOST);
     clientDone.resolve();
   });
-  assert.deepEqual(output.statuses, ["connection lost: no FIN from the server 0.1 s after ours"]);
+  assert.deepEqual(output.statuses, [
+    "connection lost: no FIN and no data from the server for 0.1 s after ours",
+  ]);
 });
 
 Deno.test("client says a TLS server's alert means --tls, and exits 1", async () => {
@@ -604,4 +606,61 @@ Deno.test("client says a TLS server's alert means --tls, and exits 1", async () 
   input.end();
   assert.deepEqual(output.printed, []);
   assert.deepEqual(output.statuses, ["the server speaks TLS: connect with --tls"]);
+});
+
+Deno.test("client waits for the server's FIN while the server is still sending, however long", async () => {
+  const output = new Output();
+  const input = new Input();
+  await withRawServer(async (conn, lines) => {
+    assert.equal(await lines.line(), "go");
+    assert.equal(await lines.line(), null); // the client's FIN
+    // Ten lines 60 ms apart: 600 ms in all, six times the client's FIN wait.
+    for (let i = 1; i <= 10; i++) {
+      await conn.write(bytes(`line ${i}\n`));
+      await new Promise((resolve) => setTimeout(resolve, 60));
+    }
+  }, async (port) => {
+    const running = runClient(await connect(port), { input, ...output, finWaitMs: 100 });
+    input.type("go\n");
+    input.end();
+    assert.equal(await within(5000, "the client's end", running), 0);
+  });
+  assert.deepEqual(output.printed, Array.from({ length: 10 }, (_, i) => `line ${i + 1}`));
+  assert.deepEqual(output.statuses, []);
+});
+
+Deno.test({
+  name: "client.ts --reconnect stops when refused for good (an address the server denies)",
+  ignore: NEEDS_SPAWN,
+  async fn() {
+    const server = await startScriptServer("server.ts", ["--deny", "127.0.0.1"]);
+    try {
+      const client = runScript("client.ts", ["--port", String(server.port), "--reconnect"]);
+      const status = await within(10_000, "the client's end", client.child.status);
+      assert.equal(status.code, 1);
+      assert.deepEqual(await client.stdout.rest(), ["ERR not allowed from 127.0.0.1"]);
+      const statuses = await client.stderr.rest();
+      assert.ok(!statuses.some((line) => line.includes("reconnecting")), statuses.join("\n"));
+    } finally {
+      server.child.kill("SIGTERM");
+      await finish(server);
+    }
+  },
+});
+
+Deno.test({
+  name: "client.ts --tls --ca FILE says in one line that FILE holds no certificate",
+  ignore: NEEDS_SPAWN,
+  async fn() {
+    const client = runScript(
+      "client.ts",
+      ["--port", "1", "--tls", "--ca", "deno.json"],
+      { permissions: ["--allow-net", "--allow-read=deno.json"] },
+    );
+    const status = await client.child.status;
+    assert.equal(status.code, 1);
+    assert.deepEqual(await client.stderr.rest(), [
+      "client.ts: --ca deno.json holds no PEM certificate",
+    ]);
+  },
 });
