@@ -114,10 +114,37 @@ export function nameError(name: string): string | undefined {
     return "ERR invalid name: do not mix Latin, Greek, Cyrillic, Armenian or Cherokee letters";
   }
   const key = nameKey(name);
-  if (key === SERVER_KEY || DEFAULT_KEY_PATTERN.test(key)) {
+  if (key === SERVER_KEY || DEFAULT_KEY_PATTERN.test(key) || noticeKeys().has(key)) {
     return `ERR name reserved: ${name}`;
   }
   return undefined;
+}
+
+let noticeKeysMade: Set<string> | undefined;
+/**
+ * The keys of the first words of the server's own notices that do not begin
+ * with a name (`* kicked by server`, `* idle timeout, bye`, `* you are
+ * already ...`): a member named `kicked` could otherwise forge one with
+ * `/me by server`, and clients act on some of them (udp_client.ts stops when
+ * kicked). Made from {@linkcode say} on first use, so a new notice is
+ * covered when it is written.
+ */
+function noticeKeys(): Set<string> {
+  if (noticeKeysMade !== undefined) return noticeKeysMade;
+  const hole = "\u0001";
+  const lines: string[] = [];
+  for (const value of Object.values(say)) {
+    if (typeof value === "string") lines.push(value);
+    else if (typeof value === "function") {
+      lines.push((value as (...args: string[]) => string)(hole, hole, hole));
+    }
+  }
+  noticeKeysMade = new Set();
+  for (const line of lines) {
+    const word = /^\* (\S+)/.exec(line)?.[1];
+    if (word !== undefined && !word.includes(hole)) noticeKeysMade.add(nameKey(word));
+  }
+  return noticeKeysMade;
 }
 
 /**

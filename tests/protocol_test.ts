@@ -529,3 +529,15 @@ Deno.test("ownNameFrom follows the welcome and our own renames, not others' line
   assert.equal(ownNameFrom(say.relay("user7", "is now admin"), "user7"), "user7");
   assert.equal(ownNameFrom("* user7 is now ", "user7"), "user7");
 });
+
+Deno.test("nameError reserves the first word of every notice that does not begin with a name", () => {
+  // A member named "kicked" could forge "* kicked by server" with "/me by server".
+  for (const line of [say.kicked, say.idle, say.bye, say.alreadyNamed("x")]) {
+    const word = line.split(" ")[1];
+    assert.equal(nameError(word), `ERR name reserved: ${word}`, line);
+    assert.equal(nameError(word.toUpperCase()), `ERR name reserved: ${word.toUpperCase()}`, line);
+  }
+  // Notices that begin with the member's own name stay that member's.
+  assert.equal(nameError("joined"), undefined);
+  assert.equal(nameError("alice"), undefined);
+});
