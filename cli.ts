@@ -708,6 +708,9 @@ export async function runServer(
   return await serve(server, `${transport}, ${listen.mode}`, log, options);
 }
 
+/** The largest file a flag may name (a certificate chain, a key, a password file). */
+export const MAX_FLAG_FILE_BYTES = 1024 * 1024;
+
 /**
  * Reads the text file a flag names (a certificate, a key, a password file).
  * Every failure is a {@linkcode RuntimeError} of one line: no permission
@@ -722,8 +725,17 @@ export async function readFlagFile(
   grant: string = path,
 ): Promise<string> {
   try {
+    // A certificate, a key or a password is small; /dev/zero is endless.
+    const info = await Deno.stat(path);
+    if (!info.isFile) throw new RuntimeError(`${script}: cannot read ${flag} ${path}: not a file`);
+    if (info.size > MAX_FLAG_FILE_BYTES) {
+      throw new RuntimeError(
+        `${script}: cannot read ${flag} ${path}: over ${MAX_FLAG_FILE_BYTES} bytes`,
+      );
+    }
     return await Deno.readTextFile(path);
   } catch (error) {
+    if (error instanceof RuntimeError) throw error;
     const why = error instanceof Deno.errors.NotCapable
       ? `no permission to read it: run it with --allow-read=${grant}`
       : error instanceof Deno.errors.NotFound

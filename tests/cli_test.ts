@@ -15,7 +15,9 @@ import {
   parseInteger,
   parsePort,
   parseSeconds,
+  readFlagFile,
   runMain,
+  RuntimeError,
   UsageError,
 } from "../cli.ts";
 import { finish, NEEDS_SPAWN, ROOT, runProgram, within } from "./util.ts";
@@ -1239,4 +1241,20 @@ Deno.test({
       await finish(server);
     }
   },
+});
+
+Deno.test("readFlagFile() refuses what is not a small regular file, in one line", async () => {
+  await assert.rejects(
+    () => readFlagFile("client.ts", "--ca", "/dev/zero"),
+    (error: Error) => {
+      assert.ok(error instanceof RuntimeError);
+      assert.equal(error.message, "client.ts: cannot read --ca /dev/zero: not a file");
+      return true;
+    },
+  );
+  await assert.rejects(
+    () => readFlagFile("server.ts", "--password-file", "/nonexistent/pw"),
+    /server\.ts: cannot read --password-file \/nonexistent\/pw: no such file$/,
+  );
+  assert.match(await readFlagFile("client.ts", "--ca", "deno.json"), /"tasks"/);
 });
