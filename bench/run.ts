@@ -13,7 +13,9 @@
  * all servers of a scenario run in the same invocation, in alternating order
  * between repeats; ratios against the scenario's baseline (Node, or
  * `ncat --chat` for chat fan-out) are what to quote, since absolute rates move
- * by up to ~20% between runs. Messages are 256 bytes. A row whose load
+ * by up to ~20% between runs. The room shared over Redis (chat-redis) is
+ * measured against the in-process room, with a `redis-server` of the run's
+ * own on a free loopback port, persistence off, stopped at the end. Messages are 256 bytes. A row whose load
  * generator used ≥ 95% of its core measures the load generator, not the server.
  *
  * Usage: deno task bench [--duration SECS] [--repeats N] [--only LIST]
@@ -46,9 +48,9 @@ const LOAD_BOUND_CPU_PCT = 95;
 /** At or above this, other processes on the machine were busy enough to disturb the run. */
 const BUSY_MACHINE_CPU_PCT = 10;
 /** The whole run stops starting new measurements after this. */
-const TIME_BUDGET_MS = 280_000;
+const TIME_BUDGET_MS = 340_000;
 /** Disturbed runs are repeated only before this, leaving time for the rest. */
-const RETRY_BUDGET_MS = 190_000;
+const RETRY_BUDGET_MS = 240_000;
 const SERVER_READY_TIMEOUT_MS = 10_000;
 const IDLE_CONNECTIONS = 5000;
 const IDLE_HOLD_S = 4;
@@ -57,12 +59,22 @@ const IDLE_KB_TARGET = 8;
 const IDLE_OPEN_LIMIT_MS = 20_000;
 const FILE_LIMIT = 20_000;
 
-type ServerId = "netchat" | "node" | "ncat" | "c" | "deno-floor";
+type ServerId =
+  | "netchat"
+  | "node"
+  | "ncat"
+  | "c"
+  | "deno-floor"
+  | "netchat-redis-1"
+  | "netchat-redis-2"
+  | "redis";
 
 interface ServerSpec {
   id: ServerId;
-  /** The command, with `PORT` where the port goes. */
+  /** The command, with `PORT` where the port goes and `REDIS` where the run's Redis URL goes. */
   command: string[];
+  /** Processes started with this command on one port (`--reuse-port`); default 1. */
+  instances?: number;
   /** A script that must exist for this server to run (netchat's, while they are written). */
   needs?: string;
   /** Ready when a log line matches this; otherwise when the port accepts a connection. */
@@ -76,9 +88,12 @@ interface Scenario {
   loadArgs: string[];
   servers: ServerSpec[];
   baseline: ServerId;
-  target: number;
+  /** netchat's target ratio to the baseline; none where the baseline is netchat itself. */
+  target?: number;
   /** chat-fanout: netchat's p99 must also be no worse than the baseline's. */
   p99NoWorse?: boolean;
+  /** Runs per server at most, whatever `--repeats` says (a short row of secondary figures). */
+  maxRepeats?: number;
 }
 
 /** One parsed `RESULT key=value ...` line of the load generator. */
@@ -93,6 +108,8 @@ interface Row {
   /** Times the server exited between runs and was started again, and its last words. */
   restarts?: number;
   exitLog?: string;
+  /** chat-redis: p50 and p99 over the baseline's (the in-process room's), in µs. */
+  addedLatencyUs?: { p50: number; p99: number };
 }
 
 interface ScenarioResult {
@@ -101,7 +118,7 @@ interface ScenarioResult {
   unit: string;
   loadArgs: string[];
   baseline: ServerId;
-  target: number;
+  target?: number;
   rows: Row[];
   netchat?: { ratio: number; p99Ratio?: number; met: boolean };
 }
@@ -207,6 +224,31 @@ const CHAT_NETCHAT: ServerSpec = {
   needs: `${ROOT}server.ts`,
   readyLine: /listening on /,
 };
+// The same room shared over Redis (redis_seam.ts): one instance, then two on one port
+// (SO_REUSEPORT: the kernel spreads loadgen's 101 connections over both). Each row has
+// a room of its own in the run's redis-server, so an idle row's instances read nothing.
+const CHAT_REDIS_1: ServerSpec = {
+  ...CHAT_NETCHAT,
+  id: "netchat-redis-1",
+  command: [...CHAT_NETCHAT.command, "--redis", "REDIS", "--room", "bench-1"],
+  needs: `${ROOT}redis_seam.ts`,
+};
+const CHAT_REDIS_2: ServerSpec = {
+  ...CHAT_NETCHAT,
+  id: "netchat-redis-2",
+  command: [...CHAT_NETCHAT.command, "--redis", "REDIS", "--room", "bench-2", "--reuse-port"],
+  instances: 2,
+  needs: `${ROOT}redis_seam.ts`,
+};
+// The run's own Redis, on loopback, persistence off (no RDB snapshots, no AOF).
+const REDIS: ServerSpec = {
+  id: "redis",
+  command: [
+    ...["redis-server", "--port", "PORT", "--bind", HOST],
+    ...["--save", "", "--appendonly", "no"],
+  ],
+  readyLine: /Ready to accept connections/,
+};
 // ncat accepts 100 clients by default; fan-out needs 101 (100 receivers and the sender).
 const CHAT_NCAT: ServerSpec = {
   id: "ncat",
@@ -270,6 +312,24 @@ const SCENARIOS: Scenario[] = [
     target: 1.0,
     p99NoWorse: true,
   },
+  {
+    id: "chat-redis",
+    title: "chat-redis: chat-fanout through Redis, 1 and 2 instances, vs the in-process room",
+    unit: "delivered/s",
+    loadArgs: ["-m", "chat-fanout", "-K", "100"],
+    servers: [CHAT_NETCHAT, CHAT_REDIS_1, CHAT_REDIS_2],
+    baseline: "netchat",
+  },
+  {
+    // The hop alone: one line in flight (-P 1), so no line waits behind others.
+    id: "chat-redis-1",
+    title: "chat-redis-1: the same with one line in flight (latency, not throughput)",
+    unit: "delivered/s",
+    loadArgs: ["-m", "chat-fanout", "-K", "100", "-P", "1"],
+    servers: [CHAT_NETCHAT, CHAT_REDIS_1, CHAT_REDIS_2],
+    baseline: "netchat",
+    maxRepeats: 1,
+  },
 ];
 const IDLE_SERVERS: ServerSpec[] = [
   CHAT_C,
@@ -294,6 +354,9 @@ const SERVER_NAMES: Record<ServerId, string> = {
   ncat: "ncat",
   c: "C epoll (ref)",
   "deno-floor": "Deno floor",
+  "netchat-redis-1": "netchat Redis x1",
+  "netchat-redis-2": "netchat Redis x2",
+  redis: "redis-server",
 };
 
 const decoder = new TextDecoder();
@@ -322,6 +385,11 @@ async function stop(child: Deno.ChildProcess): Promise<void> {
     await child.status;
   }
   children.delete(child);
+}
+
+/** Stops every process of `server`, all at once. */
+async function stopServer(server: RunningServer): Promise<void> {
+  await Promise.all(server.children.map(stop));
 }
 
 function stopAllNow(): void {
@@ -372,39 +440,71 @@ function readText(path: string): string {
   }
 }
 
+/** A server's processes: one, or `spec.instances` sharing the port. */
 interface RunningServer {
   spec: ServerSpec;
   port: number;
+  /** The first process's pid, child and log; `pids`, `children` and `logPaths` hold them all. */
   pid: number;
   child: Deno.ChildProcess;
   logPath: string;
+  pids: number[];
+  children: Deno.ChildProcess[];
+  logPaths: string[];
+  /** Set when any of its processes has exited. */
   exited: boolean;
 }
 
-/** Starts a server on a fresh port and waits until it is ready to serve. */
-async function startServer(spec: ServerSpec, tag: string): Promise<RunningServer> {
+/**
+ * Starts a server on a fresh port (all its instances on that one port) and
+ * waits until every instance is ready to serve. `redisUrl` replaces `REDIS`
+ * in its command.
+ */
+async function startServer(
+  spec: ServerSpec,
+  tag: string,
+  redisUrl = "",
+): Promise<RunningServer> {
   const port = freePort();
-  const logPath = `${LOG_DIR}${tag}-${spec.id}.log`;
-  const command = spec.command.map((arg) => arg === "PORT" ? String(port) : arg);
-  const child = spawnPinned(SERVER_CORE, command, { logPath });
-  const server: RunningServer = { spec, port, pid: child.pid, child, logPath, exited: false };
-  child.status.then(() => server.exited = true);
+  const count = spec.instances ?? 1;
+  const logPaths = Array.from(
+    { length: count },
+    (_, i) => `${LOG_DIR}${tag}-${spec.id}${i > 0 ? `-${i + 1}` : ""}.log`,
+  );
+  const command = spec.command.map((arg) =>
+    arg === "PORT" ? String(port) : arg === "REDIS" ? redisUrl : arg
+  );
+  const children = logPaths.map((logPath) => spawnPinned(SERVER_CORE, command, { logPath }));
+  const server: RunningServer = {
+    spec,
+    port,
+    pid: children[0].pid,
+    child: children[0],
+    logPath: logPaths[0],
+    pids: children.map((child) => child.pid),
+    children,
+    logPaths,
+    exited: false,
+  };
+  for (const child of children) child.status.then(() => server.exited = true);
   const deadline = Date.now() + SERVER_READY_TIMEOUT_MS;
+  const logs = () => logPaths.map((path) => tail(readText(path))).join(" || ");
   while (true) {
     if (server.exited) {
-      throw new Error(`${spec.id} exited before it was ready: ${tail(readText(logPath))}`);
+      await stopServer(server);
+      throw new Error(`${spec.id} exited before it was ready: ${logs()}`);
     }
     // Without a ready line, look for the listening socket rather than connect:
     // ncat quits when a client is gone before it asks for the peer's address.
     const ready = spec.readyLine
-      ? readText(logPath).split("\n").some((line) => spec.readyLine!.test(line))
+      ? logPaths.every((path) =>
+        readText(path).split("\n").some((line) => spec.readyLine!.test(line))
+      )
       : isListening(port);
     if (ready) break;
     if (Date.now() > deadline) {
-      await stop(child);
-      throw new Error(
-        `${spec.id} not ready after ${SERVER_READY_TIMEOUT_MS} ms: ${tail(readText(logPath))}`,
-      );
+      await stopServer(server);
+      throw new Error(`${spec.id} not ready after ${SERVER_READY_TIMEOUT_MS} ms: ${logs()}`);
     }
     await sleep(25);
   }
@@ -424,7 +524,7 @@ function isListening(port: number): boolean {
 /** The server's own word on refused or failed requests, from its log: a count and the first. */
 function serverComplaints(server: RunningServer | undefined): string {
   if (!server) return "";
-  const lines = readText(server.logPath).split("\n")
+  const lines = server.logPaths.flatMap((path) => readText(path).split("\n"))
     .filter((line) => /invalid|refused|error|full|too long|dropped/i.test(line));
   return lines.length ? `server log: ${lines.length} lines like "${lines[0].slice(0, 80)}"` : "";
 }
@@ -435,19 +535,20 @@ function tail(text: string): string {
 }
 
 /**
- * Runs the load generator on its core against `pid`, calling `onLine` for
- * every line it prints, and returns its `RESULT` line's fields, plus
- * `other_cpu_pct`: what every other process on the machine used meanwhile.
+ * Runs the load generator on its core against the server's processes `pids`
+ * (their CPU is summed), calling `onLine` for every line it prints, and
+ * returns its `RESULT` line's fields, plus `other_cpu_pct`: what every other
+ * process on the machine used meanwhile.
  */
 async function runLoad(
   args: string[],
-  pid: number,
+  pids: number[],
   timeoutMs: number,
   onLine?: (line: string) => void,
 ): Promise<LoadResult> {
-  const before = otherTicks([pid]);
+  const before = otherTicks(pids);
   const startedAt = performance.now();
-  const child = spawnPinned(LOAD_CORE, [`${BUILD_DIR}loadgen`, ...args, "-S", String(pid)]);
+  const child = spawnPinned(LOAD_CORE, [`${BUILD_DIR}loadgen`, ...args, "-S", pids.join(",")]);
   const timer = setTimeout(() => {
     try {
       child.kill("SIGKILL");
@@ -475,7 +576,7 @@ async function runLoad(
   if (!result) throw new Error(`loadgen printed no RESULT line: ${output.slice(-3).join(" | ")}`);
   if (result.error) throw new Error(`loadgen failed: ${result.error}`);
   const seconds = (performance.now() - startedAt) / 1000;
-  const ticks = otherTicks([pid, child.pid]) - before;
+  const ticks = otherTicks([...pids, child.pid]) - before;
   // Processes that end during the run take their ticks with them: never below 0.
   result.other_cpu_pct = Math.max(0, 100 * ticks / CLOCK_TICKS / seconds).toFixed(0);
   return result;
@@ -564,10 +665,29 @@ async function runScenario(
 ): Promise<ScenarioResult> {
   const rows = new Map<ServerId, Row>();
   const running: RunningServer[] = [];
+  // The Redis rows share one redis-server of this run's own; their CPU counts its too.
+  let redis: RunningServer | undefined;
+  let redisFailure = "";
+  const usesRedis = (spec: ServerSpec) => spec.command.includes("REDIS");
+  const serverPids = (server: RunningServer) => [
+    ...server.pids,
+    ...(redis && usesRedis(server.spec) ? [redis.pid] : []),
+  ];
   console.log(`\n== ${scenario.title}`);
   try {
+    if (scenario.servers.some(usesRedis)) {
+      try {
+        redis = await startServer(REDIS, scenario.id);
+      } catch (error) {
+        redisFailure = `redis-server: ${message(error)}`;
+      }
+    }
     for (const spec of scenario.servers) {
       rows.set(spec.id, { server: spec.id, status: "ok", runs: [] });
+      if (usesRedis(spec) && !redis) {
+        rows.set(spec.id, { server: spec.id, status: "failed", note: redisFailure, runs: [] });
+        continue;
+      }
       if (spec.needs && !exists(spec.needs)) {
         rows.set(spec.id, {
           server: spec.id,
@@ -578,12 +698,14 @@ async function runScenario(
         continue;
       }
       try {
-        running.push(await startServer(spec, scenario.id));
+        running.push(
+          await startServer(spec, scenario.id, redis ? `redis://${HOST}:${redis.port}` : ""),
+        );
       } catch (error) {
         rows.set(spec.id, { server: spec.id, status: "failed", note: message(error), runs: [] });
       }
     }
-    for (let repeat = 0; repeat < repeats; repeat++) {
+    for (let repeat = 0; repeat < Math.min(repeats, scenario.maxRepeats ?? repeats); repeat++) {
       // Alternate the order between repeats, so no server always goes first.
       const order = repeat % 2 === 0 ? running : [...running].reverse();
       for (const server of order) {
@@ -596,8 +718,16 @@ async function runScenario(
         if (server.exited) {
           // ncat --chat can quit as a run's clients leave: start it again for the next run.
           const why = tail(readText(server.logPath));
+          await stopServer(server);
           try {
-            Object.assign(server, await startServer(server.spec, scenario.id));
+            Object.assign(
+              server,
+              await startServer(
+                server.spec,
+                scenario.id,
+                redis ? `redis://${HOST}:${redis.port}` : "",
+              ),
+            );
           } catch (error) {
             row.note = message(error);
             continue;
@@ -616,7 +746,11 @@ async function runScenario(
           const label = `${SERVER_NAMES[server.spec.id].padEnd(15)} run ${repeat + 1}` +
             (attempt > 1 ? " again" : "");
           try {
-            const result = await runLoad(args, server.pid, (duration + WARMUP_S + 30) * 1000);
+            const result = await runLoad(
+              args,
+              serverPids(server),
+              (duration + WARMUP_S + 30) * 1000,
+            );
             row.runs.push(result);
             console.log(`  ${label}: ${brief(result)}`);
             const late = Date.now() - started > RETRY_BUDGET_MS;
@@ -630,7 +764,9 @@ async function runScenario(
       }
     }
   } finally {
-    await Promise.all(running.map((server) => stop(server.child)));
+    await Promise.all(running.map(stopServer));
+    // Last, so that the instances' seams can flush and say goodbye to it.
+    if (redis) await stopServer(redis);
   }
   for (const row of rows.values()) {
     if (row.status !== "ok") continue;
@@ -661,7 +797,15 @@ async function runScenario(
   };
   const netchat = rows.get("netchat")?.best;
   const baseline = rows.get(scenario.baseline)?.best;
-  if (netchat && baseline) {
+  // The Redis rows: what the hop through Redis adds to the in-process room's latency.
+  for (const row of rows.values()) {
+    if (!row.best || !baseline || !row.server.startsWith("netchat-redis")) continue;
+    row.addedLatencyUs = {
+      p50: num(row.best, "p50_us") - num(baseline, "p50_us"),
+      p99: num(row.best, "p99_us") - num(baseline, "p99_us"),
+    };
+  }
+  if (netchat && baseline && scenario.target !== undefined) {
     const ratio = num(netchat, "rate") / num(baseline, "rate");
     const p99Ratio = num(netchat, "p99_us") / num(baseline, "p99_us");
     result.netchat = {
@@ -732,7 +876,7 @@ async function runIdle(spec: ServerSpec): Promise<IdleRow> {
     ];
     let failure = "";
     try {
-      await runLoad(args, pid, IDLE_OPEN_LIMIT_MS + IDLE_HOLD_S * 1000, (line) => {
+      await runLoad(args, [pid], IDLE_OPEN_LIMIT_MS + IDLE_HOLD_S * 1000, (line) => {
         if (!line.startsWith("READY ")) return;
         const ready = parseResult(line.replace("READY", "RESULT"));
         openSeconds = num(ready, "open_s");
@@ -770,7 +914,7 @@ async function runIdle(spec: ServerSpec): Promise<IdleRow> {
   } catch (error) {
     return { server: spec.id, status: "failed", note: message(error) };
   } finally {
-    if (server) await stop(server.child);
+    if (server) await stopServer(server);
   }
 }
 
@@ -863,7 +1007,11 @@ function summaryTable(scenarios: ScenarioResult[], idle: IdleRow[]): string {
         }${p99})`;
       }
       const others = num(best, "other_cpu_pct");
+      const added = row.addedLatencyUs;
+      const signed = (us: number) => `${us >= 0 ? "+" : ""}${us}`;
       const notes = [
+        added ? `Redis hop: p50 ${signed(added.p50)} µs, p99 ${signed(added.p99)} µs` : "",
+        row.server === "netchat-redis-2" ? "2 instances, one port" : "",
         loadBound ? "LOAD-BOUND" : "",
         others >= BUSY_MACHINE_CPU_PCT ? `busy machine: others used ${others}% CPU` : "",
         row.status === "ok" ? "" : row.status,
@@ -917,10 +1065,32 @@ function escapeXml(text: string): string {
  * A horizontal bar per scenario: netchat's ratio to the baseline, with the
  * target as a line across the bar. Idle memory is drawn as 8 KB divided by
  * the KB used, so for every bar "past the line" means the target was met.
+ * The Redis rows have no target: a grey bar each, their ratio to the
+ * in-process room.
  */
 function ratioChart(scenarios: ScenarioResult[], idle: IdleRow[]): string {
-  const bars: { label: string; value?: number; target: number; text: string; met?: boolean }[] = [];
+  const bars: { label: string; value?: number; target?: number; text: string; met?: boolean }[] =
+    [];
   for (const scenario of scenarios) {
+    if (scenario.target === undefined) {
+      const baseline = scenario.rows.find((row) => row.server === scenario.baseline)?.best;
+      for (const row of scenario.rows) {
+        if (row.server === scenario.baseline) continue;
+        const ratio = row.best && baseline
+          ? num(row.best, "rate") / num(baseline, "rate")
+          : undefined;
+        bars.push({
+          label: `${SERVER_NAMES[row.server]} vs in-process`,
+          value: ratio,
+          text: ratio !== undefined && row.addedLatencyUs
+            ? `${ratio.toFixed(2)}x (p50 ${
+              row.addedLatencyUs.p50 >= 0 ? "+" : ""
+            }${row.addedLatencyUs.p50} µs)`
+            : row.status,
+        });
+      }
+      continue;
+    }
     const netchat = scenario.netchat;
     const baselineName = SERVER_NAMES[scenario.baseline];
     bars.push({
@@ -981,19 +1151,21 @@ function ratioChart(scenarios: ScenarioResult[], idle: IdleRow[]): string {
       `<text x="${left - 8}" y="${y + 17}" text-anchor="end">${escapeXml(bar.label)}</text>`,
     );
     if (bar.value !== undefined) {
-      const color = bar.met ? "#2e7d32" : "#c62828";
+      const color = bar.target === undefined ? "#757575" : bar.met ? "#2e7d32" : "#c62828";
       parts.push(
         `<rect x="${left}" y="${y + 4}" width="${(x(bar.value) - left).toFixed(1)}" ` +
           `height="${rowHeight - 12}" fill="${color}"/>`,
       );
     }
-    const tx = x(bar.target).toFixed(1);
-    parts.push(
-      `<line x1="${tx}" y1="${y}" x2="${tx}" y2="${
-        y + rowHeight - 4
-      }" stroke="black" stroke-width="2"/>`,
-    );
-    const textX = Math.max(x(bar.value ?? 0), x(bar.target)) + 8;
+    if (bar.target !== undefined) {
+      const tx = x(bar.target).toFixed(1);
+      parts.push(
+        `<line x1="${tx}" y1="${y}" x2="${tx}" y2="${
+          y + rowHeight - 4
+        }" stroke="black" stroke-width="2"/>`,
+      );
+    }
+    const textX = Math.max(x(bar.value ?? 0), x(bar.target ?? 0)) + 8;
     parts.push(`<text x="${textX.toFixed(1)}" y="${y + 17}">${escapeXml(bar.text)}</text>`);
   });
   parts.push("</svg>");
@@ -1097,8 +1269,10 @@ async function main(args: string[]): Promise<number> {
   const elapsedS = (Date.now() - started) / 1000;
   console.log(`\n${table}\n`);
   console.log(
-    `Best of ${repeats} run(s) of ${duration} s (after ${WARMUP_S} s warm-up) per server; ` +
-      `ratio = rate / baseline rate (Node; ncat --chat for chat-fanout). ` +
+    `Best of ${repeats} run(s) (chat-redis-1: 1) of ${duration} s (after ${WARMUP_S} s ` +
+      `warm-up) per server; ` +
+      `ratio = rate / baseline rate (Node; ncat --chat for chat-fanout; ` +
+      `the in-process room for chat-redis*). ` +
       `* = load generator at >= ${LOAD_BOUND_CPU_PCT}% CPU: it, not the server, was the limit.`,
   );
   const report = {
