@@ -1,7 +1,6 @@
 /**
  * The room's password (`--password-file`): reading it, checking a guess in
- * constant time, and counting wrong tries where there is no connection to
- * close (UDP).
+ * constant time, and counting wrong tries by address, for both servers.
  *
  * The password is the first line of a file. A client gives it with
  * `/pass PASSWORD` (IRC's PASS, RFC 2812 section 3.1.1) before anything
@@ -23,13 +22,20 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { type Mode, readFlagFile, RuntimeError, UsageError } from "./cli.ts";
 import { hasControlCharacters, MAX_MESSAGE_BYTES } from "./line_buffer.ts";
 import { MAX_PASSWORD_TRIES, PASS_COMMAND } from "./protocol.ts";
+import { addressKey, formatIp, peerIp } from "./access.ts";
 
 /** The longest password, in UTF-8 bytes: `/pass PASSWORD` must fit in one 255-byte message. */
 export const MAX_PASSWORD_BYTES = MAX_MESSAGE_BYTES - `${PASS_COMMAND} `.length;
-/** UDP: how long an address that gave MAX_PASSWORD_TRIES wrong passwords is ignored, in ms. */
+/**
+ * The window for wrong passwords, in ms: an address that gives
+ * MAX_PASSWORD_TRIES wrong ones, each within this long of the one before, is
+ * locked out until this long after its last.
+ */
 export const PASSWORD_LOCKOUT_MS = 60_000;
-/** UDP: addresses whose wrong tries are remembered at once; past it the oldest is forgotten. */
+/** Addresses whose wrong tries are remembered at once (see {@linkcode PasswordTries}). */
 export const MAX_ADDRESSES_WITH_TRIES = 4096;
+/** IPv6 addresses count by their first 64 bits: one host is given a whole /64 (RFC 7421). */
+export const IPV6_TRIES_PREFIX = 64;
 
 const encoder = new TextEncoder();
 
@@ -105,30 +111,92 @@ export async function readPasswordFlag(
   return new Password(await readPasswordFile(script, path));
 }
 
-/** What a UDP stranger's `/pass` comes to: in, wrong (the tries so far), or ignored. */
+/**
+ * Whose wrong passwords count together: an IPv4 address (an IPv4-mapped IPv6
+ * one is the IPv4 address it carries), or an IPv6 address's /64
+ * (`2001:db8:1:2::/64`), since one host may hold every address of its /64
+ * and take a new one for each guess. A zone is dropped; text that is no
+ * address is its own key.
+ *
+ * @example
+ * ```ts
+ * import { passwordTriesKey } from "./auth.ts";
+ * passwordTriesKey("::ffff:192.0.2.1"); // "192.0.2.1"
+ * passwordTriesKey("2001:db8:1:2:aaaa::1"); // "2001:db8:1:2::/64"
+ * ```
+ */
+export function passwordTriesKey(hostname: string): string {
+  const ip = peerIp(hostname);
+  if (ip === undefined) return addressKey(hostname);
+  if (ip.version === 4) return formatIp(ip);
+  const hostBits = BigInt(128 - IPV6_TRIES_PREFIX);
+  return `${
+    formatIp({ version: 6, value: (ip.value >> hostBits) << hostBits })
+  }/${IPV6_TRIES_PREFIX}`;
+}
+
+/** Why a password was not even checked: who is locked out, and for how long still. */
+export interface Lockout {
+  /** The {@linkcode passwordTriesKey} locked out. */
+  key: string;
+  /** Milliseconds until a password from it is checked again. */
+  retryMs: number;
+  /** True when the table is full of addresses locked out or counting (see {@linkcode PasswordTries}). */
+  full?: boolean;
+}
+
+/**
+ * The line that tells a client its password was not checked:
+ * `ERR too many wrong passwords from ADDRESS: try again in N s`.
+ */
+export function lockoutLine(lockout: Lockout): string {
+  const from = lockout.full ? "lately (from too many addresses)" : `from ${lockout.key}`;
+  return `ERR too many wrong passwords ${from}: try again in ${
+    Math.max(1, Math.ceil(lockout.retryMs / 1000))
+  } s`;
+}
+
+/** What a `/pass` comes to: in, wrong (the address's tries so far), or not checked. */
 export type PasswordVerdict =
   | { kind: "right" }
   | { kind: "wrong"; tries: number }
-  | { kind: "locked" };
+  | ({ kind: "locked" } & Lockout);
 
 /**
- * Wrong passwords by address, for a transport with no connection to close
- * (UDP). An address (its IP, any port) that gives {@linkcode MAX_PASSWORD_TRIES}
- * wrong passwords within {@linkcode PASSWORD_LOCKOUT_MS} of each other is
- * locked: its passwords are not even checked until that long after its last
- * wrong one. A right password forgets the address's tries.
+ * Wrong passwords by address, one table for a server, whatever the transport:
+ * over TCP they count across connections (closing one and connecting again
+ * starts nothing afresh), over UDP across ports. Addresses are keyed by
+ * {@linkcode passwordTriesKey} (IPv6 by its /64). An address that gives
+ * {@linkcode MAX_PASSWORD_TRIES} wrong passwords, each within
+ * {@linkcode PASSWORD_LOCKOUT_MS} of the one before, is locked out: its
+ * passwords are not even checked (so not even the right one gets in) until
+ * that long after its last wrong one. A right password forgets the address's
+ * tries. The password and the guesses are never kept or logged here.
  *
- * The table is bounded: at most {@linkcode MAX_ADDRESSES_WITH_TRIES}
- * addresses, the oldest forgotten first, so a flood of forged source
- * addresses costs a fixed amount of memory. A UDP source can be forged, so a
- * sender can lock out, for a while, an address it forges: the price of
- * limiting guesses where nothing proves who sent a datagram.
+ * The table is bounded: at most `maxAddresses` entries
+ * ({@linkcode MAX_ADDRESSES_WITH_TRIES}), kept in order of their last wrong
+ * try, so those older than the window (forgotten anyway) are dropped from the
+ * front first. What it must never do, when full, is forget an entry still in
+ * its window: whichever entry it picked, least recently active or not, an
+ * attacker who controls a few more keys (forged UDP sources, a second /64)
+ * could arrange for it to be its own, locked one, and each forgetting would
+ * give that address its tries again: with the table full of locked entries,
+ * two addresses taking turns would evict each other for ever. So when every
+ * entry is in its window, a password from a key the table does not hold is
+ * not checked: it is answered as locked out ({@linkcode Lockout}'s `full`)
+ * until the oldest entry's window ends. Nobody gets more than
+ * MAX_PASSWORD_TRIES guesses per key per window; the price is that a flood of
+ * wrong passwords from more than `maxAddresses` keys within a minute shuts out
+ * newcomers who have no entry (members already in are not touched, and
+ * addresses with tries left keep them). Over UDP that flood may come from
+ * forged sources, which can also lock out an address they forge: the price
+ * of limiting guesses where nothing proves who sent a datagram.
  */
 export class PasswordTries {
   readonly #password: Password;
   readonly #clock: () => number;
   readonly #maxAddresses: number;
-  /** Wrong tries by address key, oldest first (a Map keeps insertion order). */
+  /** Wrong tries by key, least recently wrong first: a wrong try moves its key to the end. */
   readonly #tries = new Map<string, { count: number; lastAt: number }>();
 
   constructor(
@@ -141,33 +209,59 @@ export class PasswordTries {
     this.#maxAddresses = maxAddresses;
   }
 
-  /** Checks `given` from the address with key `key` (see access.ts, `addressKey`). */
-  check(key: string, given: string): PasswordVerdict {
+  /**
+   * Is `hostname` locked out now? Its {@linkcode Lockout}, or `undefined`.
+   * For a transport to refuse a newcomer before it can send a password (a
+   * new TCP connection); asking changes nothing.
+   */
+  lockout(hostname: string): Lockout | undefined {
     const now = this.#clock();
-    let entry = this.#tries.get(key);
-    if (entry !== undefined && now - entry.lastAt >= PASSWORD_LOCKOUT_MS) {
-      this.#tries.delete(key); // its tries are old: a fresh start
-      entry = undefined;
+    this.#forgetOld(now);
+    const key = passwordTriesKey(hostname);
+    const entry = this.#tries.get(key);
+    if (entry === undefined || entry.count < MAX_PASSWORD_TRIES) return undefined;
+    return { key, retryMs: entry.lastAt + PASSWORD_LOCKOUT_MS - now };
+  }
+
+  /** Checks `given` from `hostname` (a peer's address as Deno reports it). */
+  check(hostname: string, given: string): PasswordVerdict {
+    const now = this.#clock();
+    this.#forgetOld(now);
+    const key = passwordTriesKey(hostname);
+    const entry = this.#tries.get(key);
+    if (entry !== undefined && entry.count >= MAX_PASSWORD_TRIES) {
+      return { kind: "locked", key, retryMs: entry.lastAt + PASSWORD_LOCKOUT_MS - now };
     }
-    if (entry !== undefined && entry.count >= MAX_PASSWORD_TRIES) return { kind: "locked" };
+    if (entry === undefined && this.#tries.size >= this.#maxAddresses) {
+      // Full, every entry in its window: a wrong try could not be counted, so none is checked.
+      const oldest = this.#tries.values().next().value!;
+      return {
+        kind: "locked",
+        key,
+        retryMs: oldest.lastAt + PASSWORD_LOCKOUT_MS - now,
+        full: true,
+      };
+    }
     if (this.#password.matches(given)) {
       this.#tries.delete(key);
       return { kind: "right" };
     }
-    if (entry === undefined) {
-      if (this.#tries.size >= this.#maxAddresses) {
-        this.#tries.delete(this.#tries.keys().next().value!);
-      }
-      entry = { count: 0, lastAt: now };
-      this.#tries.set(key, entry);
-    }
-    entry.count++;
-    entry.lastAt = now;
-    return { kind: "wrong", tries: entry.count };
+    const count = (entry?.count ?? 0) + 1;
+    this.#tries.delete(key); // to the end: the order is that of the last wrong try
+    this.#tries.set(key, { count, lastAt: now });
+    return { kind: "wrong", tries: count };
   }
 
-  /** Addresses remembered now (at most the bound). */
+  /** Keys remembered now (at most the bound). */
   get size(): number {
     return this.#tries.size;
+  }
+
+  /** Drops the entries whose window has passed: the oldest come first. */
+  #forgetOld(now: number): void {
+    for (const [key, entry] of this.#tries) {
+      if (now - entry.lastAt < PASSWORD_LOCKOUT_MS) return;
+      this.#tries.delete(key);
+    }
   }
 }

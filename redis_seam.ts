@@ -91,6 +91,17 @@ if holder == false then redis.call('SET', KEYS[1], ARGV[1]) return 1 end
 if holder == ARGV[1] then return 1 end
 return 0`;
 
+/**
+ * Puts the instance counter (KEYS[1]) back to at least ARGV[1]: after Redis
+ * restarted empty, INCR would hand a newcomer the number (and the member
+ * ids) of an instance still running. Never lowers it, so it is safe beside
+ * other instances' INCRs.
+ */
+const COUNTER_SCRIPT = `
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) return 1 end
+return 0`;
+
 /** Releases a name key only if this member holds it: compare and delete, as the SET page says. */
 const RELEASE_SCRIPT = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -139,12 +150,19 @@ export interface RedisSeamOptions {
   heartbeatTtlMs?: number;
   /** Queue bound (default {@linkcode MAX_QUEUED_EVENTS}). */
   maxQueuedEvents?: number;
+  /** How often the heartbeat is refreshed and dead instances are reaped (default: a third of the TTL). */
+  reapIntervalMs?: number;
+  /** The longest wait between two tries to reach Redis (default {@linkcode MAX_BACKOFF_MS}). */
+  maxBackoffMs?: number;
+  /** The stream's trim bound (default {@linkcode STREAM_MAX_LENGTH}). */
+  streamMaxLength?: number;
 }
 
 /** The room's keys (the hash tag `{ROOM}` keeps them in one cluster slot). */
 function keysOf(room: string) {
   const prefix = `netchat:{${room}}:`;
   return {
+    room,
     prefix,
     events: `${prefix}events`,
     instance: `${prefix}instance`,
@@ -153,6 +171,15 @@ function keysOf(room: string) {
     alive: (instance: number) => `${prefix}alive:${instance}`,
     name: (key: string) => `${prefix}name:${key}`,
   };
+}
+
+/**
+ * The name of one of an instance's two connections (CLIENT SETNAME), as
+ * CLIENT LIST shows it: `netchat:ROOM:N:writer` or `netchat:ROOM:N:reader`
+ * (a name may not hold spaces; the room's name never does).
+ */
+export function linkName(room: string, instance: number, role: "writer" | "reader"): string {
+  return `netchat:${room}:${instance}:${role}`;
 }
 
 /** A member in the `members` hash. */
@@ -177,13 +204,14 @@ export async function connectRedisSeam(options: RedisSeamOptions): Promise<Redis
   const log = options.log ?? ((line: string) => console.log(line));
   // Loaded only here, so a server without --redis never fetches the package.
   const { createClient } = await import("npm:redis@4.7.0");
+  const maxBackoff = options.maxBackoffMs ?? MAX_BACKOFF_MS;
   const client = createClient({
     url: options.url,
     // Commands fail at once while the link is down: the seam keeps its own bounded queue.
     disableOfflineQueue: true,
     socket: {
       connectTimeout: CONNECT_TIMEOUT_MS,
-      reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, MAX_BACKOFF_MS),
+      reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, maxBackoff),
     },
   });
   const reader = client.duplicate();
@@ -206,6 +234,10 @@ export async function connectRedisSeam(options: RedisSeamOptions): Promise<Redis
     }
     const keys = keysOf(options.room);
     const instance = await client.incr(keys.instance);
+    await Promise.all([
+      client.clientSetName(linkName(options.room, instance, "writer")),
+      reader.clientSetName(linkName(options.room, instance, "reader")),
+    ]);
     const ttl = options.heartbeatTtlMs ?? HEARTBEAT_TTL_MS;
     await client.multi().set(keys.alive(instance), "1", { PX: ttl }).sAdd(
       keys.instances,
@@ -217,17 +249,7 @@ export async function connectRedisSeam(options: RedisSeamOptions): Promise<Redis
         Record<string, string>,
         { id: string }[],
       ];
-    const seed: RoomEvent[] = Object.entries(registry).map(([id, json]) => {
-      const entry = JSON.parse(json) as RegistryEntry;
-      return {
-        kind: "join",
-        member: { id: Number(id), name: entry.name },
-        address: entry.address,
-        instance: entry.instance,
-        since: entry.since,
-        seeded: true,
-      };
-    });
+    const seed = seedOf(registry);
     log(`room ${options.room} on ${where}: instance ${instance}, ${seed.length} members elsewhere`);
     return new RedisSeam({
       client,
@@ -240,11 +262,31 @@ export async function connectRedisSeam(options: RedisSeamOptions): Promise<Redis
       log,
       where,
       maxQueued: options.maxQueuedEvents ?? MAX_QUEUED_EVENTS,
+      every: options.reapIntervalMs ?? Math.max(50, Math.floor(ttl / 3)),
+      maxBackoff,
+      maxLength: options.streamMaxLength ?? STREAM_MAX_LENGTH,
     });
   } catch (error) {
     for (const each of [client, reader]) await each.disconnect().catch(() => {});
     throw new Error(`cannot use Redis at ${where}: ${errorText(error)}`);
   }
+}
+
+type JoinEvent = Extract<RoomEvent, { kind: "join" }>;
+
+/** The `members` registry as seeded joins: known, not announced. */
+function seedOf(registry: Record<string, string>): JoinEvent[] {
+  return Object.entries(registry).map(([id, json]) => {
+    const entry = JSON.parse(json) as RegistryEntry;
+    return {
+      kind: "join",
+      member: { id: Number(id), name: entry.name },
+      address: entry.address,
+      instance: entry.instance,
+      since: entry.since,
+      seeded: true,
+    };
+  });
 }
 
 /** What {@linkcode connectRedisSeam} hands the seam. */
@@ -259,6 +301,9 @@ interface SeamParts {
   log: (line: string) => void;
   where: string;
   maxQueued: number;
+  every: number;
+  maxBackoff: number;
+  maxLength: number;
 }
 
 /** What waits in the queue for Redis: an event, or a name to give back. */
@@ -280,6 +325,9 @@ export class RedisSeam implements RoomSeam {
   readonly #log: (line: string) => void;
   readonly #where: string;
   readonly #maxQueued: number;
+  readonly #every: number;
+  readonly #maxBackoff: number;
+  readonly #maxLength: number;
   #seed: RoomEvent[];
   #apply?: (event: RoomEvent) => void;
   /** The ID of the last stream entry applied: where the next XREAD starts. */
@@ -297,6 +345,7 @@ export class RedisSeam implements RoomSeam {
   #nextInBlock = 1;
   #timers: ReturnType<typeof setInterval>[] = [];
   #down = false;
+  #resyncing = false;
   #closing?: Promise<void>;
   #closed = false;
 
@@ -310,12 +359,22 @@ export class RedisSeam implements RoomSeam {
     this.#log = parts.log;
     this.#where = parts.where;
     this.#maxQueued = parts.maxQueued;
+    this.#every = parts.every;
+    this.#maxBackoff = parts.maxBackoff;
+    this.#maxLength = parts.maxLength;
     this.#seed = parts.seed;
     this.#lastId = parts.lastId;
     this.#block = parts.instance;
     this.#client.on("error", (error: unknown) => this.#lost(error));
     this.#reader.on("error", (error: unknown) => this.#lost(error));
-    this.#client.on("ready", () => this.#back());
+    // Either link may drop alone (CLIENT KILL): the room is back when both are.
+    for (const [link, role] of [[this.#client, "writer"], [this.#reader, "reader"]] as const) {
+      link.on("ready", () => {
+        // A new connection has no name: given again, so CLIENT LIST still tells whose it is.
+        link.clientSetName(linkName(parts.keys.room, this.instance, role)).catch(() => {});
+        this.#back();
+      });
+    }
   }
 
   open(apply: (event: RoomEvent) => void): void {
@@ -324,9 +383,8 @@ export class RedisSeam implements RoomSeam {
     for (const event of this.#seed) apply(event);
     this.#seed = [];
     this.#readLoop();
-    const every = Math.max(50, Math.floor(this.#ttl / 3));
-    this.#timers.push(setInterval(() => this.#heartbeat(), every));
-    this.#timers.push(setInterval(() => this.#reap(), every));
+    this.#timers.push(setInterval(() => this.#heartbeat(), this.#every));
+    this.#timers.push(setInterval(() => this.#reap(), this.#every));
   }
 
   /**
@@ -419,7 +477,7 @@ export class RedisSeam implements RoomSeam {
         if (this.#closed) return;
         this.#lost(error);
         await sleep(backoff);
-        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+        backoff = Math.min(backoff * 2, this.#maxBackoff);
         continue;
       }
       for (const { messages } of reply ?? []) {
@@ -443,12 +501,32 @@ export class RedisSeam implements RoomSeam {
         this.#log(`redis: missed ${missed} events of instance ${from} (trimmed from the stream)`);
         this.#apply!({
           kind: "notice",
-          text: `${missed} room events were missed here (this instance fell behind)`,
+          text: `${missed} room events of instance ${from} were missed here ` +
+            "(this instance fell behind)",
         });
+        // Joins, leaves or renames may be among them: who is in the room is read again.
+        this.#resync();
       }
       this.#seen.set(from, seq);
     }
     this.#apply!(JSON.parse(fields.e) as RoomEvent);
+  }
+
+  /**
+   * Reads who is in the room from the registry and hands it to the room as
+   * a `members` event, after events were missed. The registry is newer than
+   * the entries still to be read; those are joins, leaves and renames applied
+   * on top, each of which sets a member's state, so the room ends up as the
+   * registry stands. One resync at a time: a second gap meanwhile is covered.
+   */
+  #resync(): void {
+    if (this.#resyncing) return;
+    this.#resyncing = true;
+    this.#client.hGetAll(this.#keys.members).then((registry) => {
+      if (this.#closed) return;
+      this.#apply!({ kind: "members", members: seedOf(registry) });
+    }, (error) => this.#log(`redis: cannot read the room's members: ${errorText(error)}`))
+      .finally(() => this.#resyncing = false);
   }
 
   /**
@@ -474,7 +552,7 @@ export class RedisSeam implements RoomSeam {
           e: JSON.stringify(item.event),
           i: String(this.instance),
           n: String(item.seq),
-        }, { TRIM: { strategy: "MAXLEN", strategyModifier: "~", threshold: STREAM_MAX_LENGTH } });
+        }, { TRIM: { strategy: "MAXLEN", strategyModifier: "~", threshold: this.#maxLength } });
         this.#register(multi, item.event);
       }
       try {
@@ -484,7 +562,7 @@ export class RedisSeam implements RoomSeam {
       } catch (error) {
         this.#lost(error);
         await sleep(backoff);
-        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+        backoff = Math.min(backoff * 2, this.#maxBackoff);
       }
     }
     this.#writing = undefined;
@@ -528,7 +606,7 @@ export class RedisSeam implements RoomSeam {
   async #reapNow(): Promise<void> {
     const reaped = await this.#client.eval(REAP_SCRIPT, {
       keys: [this.#keys.instances, this.#keys.members, this.#keys.events],
-      arguments: [this.#keys.prefix, String(STREAM_MAX_LENGTH)],
+      arguments: [this.#keys.prefix, String(this.#maxLength)],
     }) as string[];
     for (const instance of reaped) {
       if (Number(instance) !== this.instance) {
@@ -554,12 +632,15 @@ export class RedisSeam implements RoomSeam {
    * members and their names).
    */
   async #back(): Promise<void> {
-    if (!this.#down || this.#closed) return;
+    if (!this.#down || this.#closed || !this.#client.isReady || !this.#reader.isReady) return;
     this.#down = false;
     this.#log(`redis: reconnected to ${this.#where}`);
     this.#apply?.({ kind: "notice", text: "room available again" });
+    // The highest number this instance took from the counter: its own, or a block of ids.
+    const highest = Math.max(this.instance, this.#block, this.#spareBlock ?? 0);
     try {
       const multi = this.#client.multi()
+        .eval(COUNTER_SCRIPT, { keys: [this.#keys.instance], arguments: [String(highest)] })
         .set(this.#keys.alive(this.instance), "1", { PX: this.#ttl })
         .sAdd(this.#keys.instances, String(this.instance));
       for (const [id, entry] of this.#own) {

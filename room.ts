@@ -53,7 +53,7 @@ import {
   say,
   SERVER_NAME,
 } from "./protocol.ts";
-import type { Password } from "./auth.ts";
+import { lockoutLine, type PasswordTries } from "./auth.ts";
 
 /**
  * Joins, leaves and renames are announced only while the room has at most
@@ -78,6 +78,8 @@ export const ANNOUNCE_LIMIT = 100;
 export interface MemberLink {
   /** The member's address, as `host:port` (shown in `/list` and the log). */
   readonly address: string;
+  /** The member's IP address alone, by which wrong passwords count (default: `address`). */
+  readonly host?: string;
   deliver(line: Uint8Array): void;
   left(cause: string, notice: Uint8Array | undefined): void;
   /** True while the transport holds the member's input back (flood control): it is not idle. */
@@ -99,7 +101,7 @@ export interface Member {
   gone: boolean;
   /** In the room: always, without a password; once it gave the password, with one. */
   admitted: boolean;
-  /** Wrong passwords given so far (the room closes it at MAX_PASSWORD_TRIES). */
+  /** Wrong passwords it gave (it is closed when its address reaches MAX_PASSWORD_TRIES). */
   wrongPasswords: number;
 }
 
@@ -130,7 +132,13 @@ export type RoomEvent =
   | { kind: "rename"; member: MemberRef; from: string }
   | { kind: "kick"; id: number }
   /** From the seam to this process's members alone (Redis lost, or back): `* text`. */
-  | { kind: "notice"; text: string };
+  | { kind: "notice"; text: string }
+  /**
+   * From the seam alone, after it missed events: every member of the room
+   * as its registry holds them now (seeded joins). The other processes'
+   * members are replaced by these, unannounced; this process's are skipped.
+   */
+  | { kind: "members"; members: Extract<RoomEvent, { kind: "join" }>[] };
 
 /**
  * The one narrow interface between a room and the rest of the room beyond
@@ -208,8 +216,11 @@ export interface RoomOptions {
   onQuit?: () => void;
   /** Where room events pass (default: a new {@linkcode LocalSeam}). */
   seam?: RoomSeam;
-  /** The room's password: newcomers wait until they give it (chat rooms only). */
-  password?: Password;
+  /**
+   * The room's password, with the server's one table of wrong tries by
+   * address (auth.ts): newcomers wait until they give it (chat rooms only).
+   */
+  password?: PasswordTries;
 }
 
 // What a member is told when it leaves for each cause; other causes (eof,
@@ -277,7 +288,7 @@ export class Room {
   readonly #log: (line: string) => void;
   readonly #onQuit: () => void;
   readonly #seam: RoomSeam;
-  readonly #password?: Password;
+  readonly #password?: PasswordTries;
   /** Every member in the room, by id, in order of arrival (those waiting for the password too). */
   readonly #members = new Map<number, Member>();
   /**
@@ -472,7 +483,15 @@ export class Room {
     }
     if (given === "") return tell(say.passUsage);
     const { address } = member.link;
-    if (this.#password!.matches(given)) {
+    // Wrong tries count by the member's address, across connections (auth.ts).
+    const verdict = this.#password!.check(member.link.host ?? address, given);
+    if (verdict.kind === "locked") {
+      const refusal = lockoutLine(verdict);
+      this.#log(`refused ${address} id=${member.id}: ${refusal.slice("ERR ".length)}`);
+      tell(refusal);
+      return this.leave(member, "password lockout");
+    }
+    if (verdict.kind === "right") {
       member.admitted = true;
       this.#log(`password accepted from ${address} id=${member.id} ${member.name}`);
       if (!this.#publishJoin(member)) {
@@ -482,7 +501,8 @@ export class Room {
       member.link.deliver(encodeLine(say.welcome(member.name)));
       return;
     }
-    const tries = ++member.wrongPasswords;
+    member.wrongPasswords++;
+    const { tries } = verdict; // its address's, this connection's and earlier ones'
     this.#log(
       `wrong password from ${address} id=${member.id} (${tries} of ${MAX_PASSWORD_TRIES} tries)`,
     );
@@ -612,6 +632,13 @@ export class Room {
       case "notice":
         this.#log(`* ${event.text}`);
         return this.#deliverAll(encodeLine(`* ${event.text}`));
+      case "members":
+        this.#remote.clear();
+        this.#remoteByName.clear();
+        for (const join of event.members) {
+          if (join.instance !== this.#seam.instance) this.#addRemote(join);
+        }
+        return;
     }
   }
 

@@ -49,7 +49,7 @@ import { isTlsClientHello, say } from "./protocol.ts";
 import { hasTelnetBytes, TelnetFilter } from "./telnet.ts";
 import { type Member, type MemberLink, Room, type RoomSeam } from "./room.ts";
 import { AccessControl, type AccessOptions, parseAccessFlags } from "./access.ts";
-import { type Password, readPasswordFlag } from "./auth.ts";
+import { lockoutLine, type Password, PasswordTries, readPasswordFlag } from "./auth.ts";
 import {
   type ByteConn,
   CLOSE_GRACE_MS,
@@ -90,7 +90,8 @@ Options:
   --max-per-address N  clients from one address at once, 0 = no limit (default 0)
   --password-file FILE chat mode: the room's password is FILE's first line (needs
                        --allow-read=FILE). A client sends /pass PASSWORD first and sees
-                       nothing of the room until then; 3 wrong ones close it
+                       nothing of the room until then; 3 wrong ones from one address
+                       (an IPv6 /64), on any connections, lock it out for 60 s
   --trace              print each connection's TCP life cycle (handshake, FINs, close)
   --tls-cert FILE      speak TLS, with this certificate chain (PEM; needs --tls-key
                        and --allow-read for both files)
@@ -229,12 +230,14 @@ function serveOn(listener: Listener, options: ServerOptions): Server {
   // Below one line a second the bucket could never hold a whole line.
   if (maxRate !== 0 && !(maxRate >= 1)) throw new RangeError("maxRate must be 0 or at least 1");
   const log = options.log ?? ((line: string) => console.log(line));
+  // One table of wrong passwords for every connection: reconnecting starts nothing afresh.
+  const passwordTries = options.password && new PasswordTries(options.password);
   const room = new Room({
     noun: "client",
     chat: mode === "chat",
     maxMembers: options.maxClients ?? DEFAULT_MAX_CLIENTS,
     idleTimeoutMs: options.idleTimeoutMs ?? 0,
-    password: options.password,
+    password: passwordTries,
     log,
     onQuit: () => shutdown(),
     seam: options.seam,
@@ -249,6 +252,7 @@ function serveOn(listener: Listener, options: ServerOptions): Server {
   const context: ClientContext = {
     room,
     access: new AccessControl(options.access ?? {}, "client"),
+    passwordTries,
     mode,
     maxRate,
     log,
@@ -338,6 +342,8 @@ function serveOn(listener: Listener, options: ServerOptions): Server {
 interface ClientContext {
   room: Room;
   access: AccessControl;
+  /** Wrong passwords by address (auth.ts), shared with the room; none without a password. */
+  passwordTries?: PasswordTries;
   mode: Mode;
   maxRate: number;
   log: (line: string) => void;
@@ -357,6 +363,8 @@ class Client implements ConnectionHandler, MemberLink {
   readonly #member?: Member;
   /** The client's IP address once it counts against --max-per-address (access.ts). */
   #counted?: string;
+  /** Its IP address (MemberLink's `host`): wrong passwords count by it. */
+  readonly host: string;
   /** Made on the client's first read: an idle client never needs one. */
   #framer?: LineFramer;
   /** Made when the client turns out to speak telnet. */
@@ -372,7 +380,10 @@ class Client implements ConnectionHandler, MemberLink {
     this.#connection = new Connection(conn, context.settings, this);
     // Who may connect (--allow, --deny, --max-per-address) is settled before the room sees it.
     const host = (conn.remoteAddr as Deno.NetAddr).hostname;
-    const refusal = context.access.refusal(host);
+    this.host = host;
+    // An address locked out for wrong passwords is refused before it can guess again.
+    const lockout = context.passwordTries?.lockout(host);
+    const refusal = context.access.refusal(host) ?? (lockout && lockoutLine(lockout));
     if (refusal !== undefined) {
       context.log(`refused ${this.address}: ${refusal.slice("ERR ".length)}`);
       this.#connection.writeNow(encodeLine(refusal));

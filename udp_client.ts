@@ -6,9 +6,12 @@
  * UDP has no connection, so there is nothing to open or close: the client
  * binds its own port and trades datagrams with one address, ignoring any
  * other sender. At the end of piped input it keeps printing until --wait ms
- * pass in silence, as `nc -u -q` does. At a terminal (or with --join) it is a
+ * pass in silence, as `nc -u -q` does, but never longer than a few times that
+ * in all: a busy room is never silent. At a terminal (or with --join) it is a
  * member of the chat room for as long as it runs: it joins at once, keeps the
- * membership alive with empty datagrams, and leaves with /quit on Ctrl-C. With
+ * membership alive with empty datagrams, and leaves with /quit on Ctrl-C or at
+ * the end of the input, then prints the last replies until the room's
+ * `* bye`. With
  * --expect-reply it is honest about loss: stop-and-wait, each datagram resent
  * until answered or out of retries, and a count of what was lost at the end.
  *
@@ -54,12 +57,13 @@ Options:
                    brackets (::1 or [::1]), link-local with its zone (fe80::1%eth0)
   --port PORT      server port (default ${DEFAULT_PORT})
   --name NAME      take this name first (sends /nick NAME)
-  --wait MS        after the input ends, print replies until MS ms pass in silence
-                   (default 1000)
+  --wait MS        after the input ends, print replies until MS ms pass in silence,
+                   or 3 x MS in all, whichever comes first (default 1000)
   --join           be a member of the chat room while running: join at once (an empty
                    datagram, or /nick NAME with --name), say so if nothing answers in
                    3 s, keep the membership alive, send /quit on Ctrl-C (exit 130) and
-                   when the input ends; on by itself when the input is a terminal
+                   when the input ends (then print replies until the room's "* bye",
+                   or as --wait says); on by itself when the input is a terminal
   --keepalive S    when joined, send an empty datagram every S seconds so the room does
                    not forget a silent reader; fractions allowed, 0 for never
                    (default 60)
@@ -77,6 +81,11 @@ or, with --expect-reply, went unanswered; 2 for a bad option; 130 after Ctrl-C
 when joined.`;
 
 export const DEFAULT_WAIT_MS = 1000;
+/**
+ * The whole wait for the last replies, in --wait periods: each datagram
+ * restarts the silence, so in a busy room only this bound ends it.
+ */
+export const LAST_REPLIES_WAITS = 3;
 export const DEFAULT_TIMEOUT_MS = 1000;
 export const DEFAULT_RETRIES = 3;
 /**
@@ -349,11 +358,12 @@ export async function runUdpClient(
   let keepalive: ReturnType<typeof setInterval> | undefined;
   let keepaliveSent = Promise.resolve(true);
   let silenceTimer: ReturnType<typeof setTimeout> | undefined;
+  let lastRepliesTimer: ReturnType<typeof setTimeout> | undefined;
   let quitSent = false;
   let stopped = false;
 
-  /** Prints what the server sends until the socket is closed; each line restarts `silence`. */
-  let onServerDatagram = () => {};
+  /** Told each line the server sends, once printed (see `lastReplies`). */
+  let onServerDatagram = (_line: string) => {};
   // A member's goodbye from the room (kicked, timed out, shutdown): the
   // keepalive would only make it a newcomer again, under another name.
   const dismissed = Promise.withResolvers<string>();
@@ -367,37 +377,69 @@ export async function runUdpClient(
       // the join, but show nothing and do not put off the end of a --wait
       // (the chat room never sends an empty datagram).
       if (join !== undefined && datagram.length === 0) continue;
-      onServerDatagram();
       await printDatagram(datagram);
       const line = decodeUtf8(datagram).replace(/\r?\n$/, "");
       if (join !== undefined && GOODBYES.has(line)) dismissed.resolve(line);
+      onServerDatagram(line);
     }
   })();
 
-  /** Resolves once `waitMs` pass without a datagram from the server. */
-  function silence(): Promise<void> {
+  /**
+   * The last replies, once the input is done: resolves when `waitMs` pass
+   * without a datagram from the server, when the room answers our /quit with
+   * `* bye` (nothing more will come), or LAST_REPLIES_WAITS times `waitMs`
+   * after it began, whichever is first. Each datagram restarts the silence,
+   * so in a room where someone talks every few hundred ms only the bound
+   * ends it.
+   */
+  function lastReplies(): Promise<void> {
     return new Promise((resolve) => {
-      silenceTimer = setTimeout(resolve, waitMs);
-      onServerDatagram = () => {
+      const end = () => {
         clearTimeout(silenceTimer);
-        silenceTimer = setTimeout(resolve, waitMs);
+        clearTimeout(lastRepliesTimer);
+        resolve();
+      };
+      silenceTimer = setTimeout(end, waitMs);
+      lastRepliesTimer = setTimeout(end, waitMs * LAST_REPLIES_WAITS);
+      onServerDatagram = (line) => {
+        clearTimeout(silenceTimer);
+        if (quitSent && line === say.bye) return end();
+        silenceTimer = setTimeout(end, waitMs);
       };
     });
   }
 
-  /** Sends the input, then waits for the replies unless a person typed /quit. */
+  /**
+   * Sends /quit, the keepalive stopped first: after a /quit an empty
+   * datagram would make us a newcomer again.
+   */
+  async function sendQuit(line: Uint8Array = asLine(encoder.encode("/quit"))): Promise<void> {
+    clearInterval(keepalive);
+    await keepaliveSent;
+    quitSent = true;
+    await send(socket, line);
+  }
+
+  /**
+   * Sends the input; then a member leaves with /quit, and the replies are
+   * printed (`lastReplies`) unless a person typed /quit.
+   */
   async function converse(): Promise<void> {
     for await (const message of messages()) {
       if (stopped) return;
-      await send(socket, asLine(message));
       if (isQuit(message)) {
-        quitSent = true;
+        await sendQuit(asLine(message));
         if (options.interactive) return;
         break;
       }
+      await send(socket, asLine(message));
     }
+    if (stopped) return;
+    // The end of the input ends a membership: /quit goes first, so the room's
+    // "* bye" can end the wait even where the room's lines never stop.
+    if (join !== undefined && !quitSent) await sendQuit();
     // No close to wait for: what the server still sends arrives in the next moments, or never.
-    if (!stopped) await silence();
+    await lastReplies();
   }
 
   const interrupted = new Promise<true>((resolve) => {
@@ -441,9 +483,7 @@ export async function runUdpClient(
     }
     // A client that joined by itself leaves by itself, and Ctrl-C leaves too:
     // otherwise the room lists the peer until its timeout.
-    if (!quitSent && (wasInterrupted || join !== undefined)) {
-      await send(socket, asLine(encoder.encode("/quit")));
-    }
+    if (!quitSent && (wasInterrupted || join !== undefined)) await sendQuit();
     if (wasInterrupted) return EXIT_INTERRUPTED;
     // UDP goes on after a failed send (the next may pass), but what failed did not arrive.
     return sendFailed ? EXIT_RUNTIME_ERROR : 0;
@@ -452,6 +492,7 @@ export async function runUdpClient(
     clearInterval(keepalive);
     clearTimeout(noAnswer);
     clearTimeout(silenceTimer);
+    clearTimeout(lastRepliesTimer);
     close(socket);
     await receiving.catch(() => {});
   }

@@ -47,12 +47,17 @@ import { type Member, type MemberLink, Room, type RoomSeam } from "./room.ts";
 import {
   AccessControl,
   type AccessOptions,
-  addressKey,
   AnswerBudget,
   parseAccessFlags,
   STRANGER_ANSWERS_PER_SECOND,
 } from "./access.ts";
-import { type Password, PASSWORD_LOCKOUT_MS, PasswordTries, readPasswordFlag } from "./auth.ts";
+import {
+  lockoutLine,
+  type Password,
+  PASSWORD_LOCKOUT_MS,
+  PasswordTries,
+  readPasswordFlag,
+} from "./auth.ts";
 
 const USAGE = `Usage: deno run --allow-net udp_server.ts [options]
 
@@ -77,7 +82,8 @@ Options:
                        0 = no limit (default 0)
   --password-file FILE chat mode: the room's password is FILE's first line (needs
                        --allow-read=FILE). A newcomer's first datagram must be
-                       /pass PASSWORD; after 3 wrong ones its address is ignored for 60 s
+                       /pass PASSWORD; after 3 wrong ones from its address (an IPv6
+                       /64), from any ports, that address is ignored for 60 s
   --redis URL          share the room with every server started with the same --redis
                        and --room, TCP or UDP, here or on other machines: redis://HOST:PORT
                        or redis://:PASSWORD@HOST:PORT (the password is never logged)
@@ -89,8 +95,11 @@ A datagram is one message: at most ${MAX_BUFFER_SIZE} bytes, a trailing "\\n" op
 Lines typed here go to every peer as "<server> text". Console commands:
   /list   show the peers     /kick ID or NAME   forget one
   /quit   shut down          /help              all the console commands
-Senders not in the room are answered at most ${STRANGER_ANSWERS_PER_SECOND} times a second in all, so a
-forged source address cannot make the server an amplifier.
+In chat mode, answers to senders not in the room (not allowed, server full, a wrong
+password, a bad datagram) are limited to ${STRANGER_ANSWERS_PER_SECOND} a second in all, so a forged source
+address cannot make the server an amplifier; a welcome makes the sender a peer (at most
+--max-peers at once). Echo mode answers every datagram, a bad one with its error: it is
+a reflector by nature, for tests and tools on trusted networks.
 Each log line begins with the time (ISO 8601, UTC).`;
 
 export const DEFAULT_PEER_TIMEOUT_S = 300;
@@ -101,6 +110,8 @@ export const DEFAULT_MAX_PEERS = 1000;
  * 256-byte buffer could not tell a 256-byte datagram from a 60 KB one.
  */
 export const RECEIVE_BUFFER_SIZE = 65_535;
+/** How the log marks an answer to a stranger that the budget did not allow. */
+const OVER_BUDGET = ` (not answered: over ${STRANGER_ANSWERS_PER_SECOND} a second)`;
 
 export interface UdpServerOptions {
   host?: string;
@@ -163,13 +174,15 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
   });
   const addr = socket.addr as Deno.NetAddr;
   const outbox = new Outbox(socket, log);
+  // Wrong passwords by address (an IPv6 /64), whatever port they come from (auth.ts).
+  const passwordTries = options.password && new PasswordTries(options.password);
   const room = new Room({
     noun: "peer",
     chat: mode === "chat",
     maxMembers: options.maxPeers ?? DEFAULT_MAX_PEERS,
     // UDP has no close: a peer that falls silent is the only end there is.
     idleTimeoutMs: mode === "chat" ? options.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_S * 1000 : 0,
-    password: options.password,
+    password: passwordTries,
     log,
     onQuit: () => shutdown(),
     seam: options.seam,
@@ -178,7 +191,6 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
   // in the room, whose answers come out of one small budget a second.
   const access = new AccessControl(options.access ?? {}, "peer");
   const strangerAnswers = new AnswerBudget();
-  const passwordTries = options.password && new PasswordTries(options.password);
   /**
    * The peers in the room by "host:port": over UDP an address is a peer's
    * identity. The key is formatAddress()'s one spelling of the address, the one
@@ -222,8 +234,11 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
     const refusal = access.refusal(from.hostname);
     if (refusal !== undefined) return answerStranger(from, address, refusal);
     const checked = checkDatagram(bytes);
+    // An echo service answers every datagram, a bad one with its error (the
+    // sweep over every size relies on it): like the echo itself, a reflector
+    // by nature, which is why echo mode is for tests and tools, not a LAN.
     if ("error" in checked) return refuse(from, address, bytes, checked.error);
-    // sendto: straight back to the address it came from.
+    // sendto: straight back to the address it came from (an echo is never larger than what came).
     await outbox.sendNow(from, bytes);
   }
 
@@ -254,8 +269,16 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
       const wanted = command?.name === "/nick" ? command.argument : undefined;
       peer = new Peer(from, address, outbox, log, peers, access);
       const member = room.join(peer, wanted, authenticated);
-      if (member === undefined) return;
-      peer.member = member;
+      // A refusal of the room's (server full, room unavailable) answers a
+      // stranger too: within the budget. A member's welcome goes out at once.
+      const refusals = peer.joined(member);
+      if (member === undefined) {
+        for (const refusal of refusals) {
+          if (sendToStranger(from, refusal)) continue;
+          log(`not answered ${address}: over ${STRANGER_ANSWERS_PER_SECOND} a second`);
+        }
+        return;
+      }
       peers.set(address, peer);
       access.take(from.hostname);
       log(`joined ${address} id=${member.id} ${member.name}`);
@@ -277,13 +300,23 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
   /**
    * Answers a sender not in the room with one line, if this second's budget
    * allows (a forged source must not make the server an amplifier); logs it
-   * either way. The line never holds what the sender sent.
+   * either way, with the datagram's size if given. The line never holds what
+   * the sender sent.
    */
-  function answerStranger(from: Deno.NetAddr, address: string, error: string): void {
-    const answered = strangerAnswers.take();
-    const note = answered ? "" : ` (not answered: over ${STRANGER_ANSWERS_PER_SECOND} a second)`;
-    log(`refused ${address}: ${error.slice("ERR ".length)}${note}`);
-    if (answered) outbox.send(from, encodeLine(error));
+  function answerStranger(from: Deno.NetAddr, address: string, error: string, size?: number) {
+    const answered = sendToStranger(from, encodeLine(error));
+    const sized = size === undefined ? "" : ` (${size} bytes)`;
+    log(`refused ${address}: ${error.slice("ERR ".length)}${sized}${answered ? "" : OVER_BUDGET}`);
+  }
+
+  /**
+   * The one way a line goes to an address not in the room: sent if this
+   * second's {@linkcode AnswerBudget} allows, else dropped. True if sent.
+   */
+  function sendToStranger(to: Deno.NetAddr, line: Uint8Array): boolean {
+    if (!strangerAnswers.take()) return false;
+    outbox.send(to, line);
+    return true;
   }
 
   /**
@@ -297,13 +330,14 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
       answerStranger(from, address, given === undefined ? say.passwordFirst : say.passUsage);
       return false;
     }
-    const verdict = passwordTries!.check(addressKey(from.hostname), given);
+    const verdict = passwordTries!.check(from.hostname, given);
     if (verdict.kind === "right") {
       log(`password accepted from ${address}`);
       return true;
     }
+    // Locked out (not even checked): told so, within the budget like any refusal.
     if (verdict.kind === "locked") {
-      log(`ignored ${address}: ${MAX_PASSWORD_TRIES} wrong passwords (its address is locked)`);
+      answerStranger(from, address, lockoutLine(verdict));
       return false;
     }
     const locked = `address ignored for ${PASSWORD_LOCKOUT_MS / 1000} s`;
@@ -413,6 +447,11 @@ class Outbox {
  */
 class Peer implements MemberLink {
   member?: Member;
+  /**
+   * What the room tells it while deciding whether to let it in, held until
+   * {@linkcode joined}: a stranger may only be answered within the budget.
+   */
+  #beforeJoin: Uint8Array[] | undefined = [];
   readonly #to: Deno.NetAddr;
   readonly #address: string;
   readonly #outbox: Outbox;
@@ -441,9 +480,28 @@ class Peer implements MemberLink {
     return this.#address;
   }
 
+  get host(): string {
+    return this.#to.hostname;
+  }
+
   /** One line, one datagram: a 1000-line /list in one datagram would pass the UDP maximum. */
   deliver(line: Uint8Array): void {
-    this.#outbox.send(this.#to, line);
+    if (this.#beforeJoin !== undefined) this.#beforeJoin.push(line);
+    else this.#outbox.send(this.#to, line);
+  }
+
+  /**
+   * The room has decided. A member is sent what it was told (its welcome: a
+   * membership, bounded by --max-peers); for a sender turned away, the lines
+   * are returned, for the transport to send within the strangers' budget.
+   */
+  joined(member: Member | undefined): Uint8Array[] {
+    const lines = this.#beforeJoin ?? [];
+    this.#beforeJoin = undefined;
+    this.member = member;
+    if (member === undefined) return lines;
+    for (const line of lines) this.#outbox.send(this.#to, line);
+    return [];
   }
 
   left(cause: string, notice: Uint8Array | undefined): void {

@@ -437,8 +437,12 @@ Deno.test("udp server sends at most its budget of refusals a second: a forged so
     );
     const elapsed = performance.now() - started;
     const answered = refusals.filter((line) => !line.includes("(not answered")).length;
-    // Everything the server sent is queued here already (it logs after sending).
-    assert.equal((await denied.received()).length, answered);
+    // The log line comes when an answer is queued, not sent: wait for each to arrive,
+    // then for nothing more (received() reads up to a marker sent behind them).
+    for (let i = 0; i < answered; i++) {
+      assert.equal(await denied.next(), "ERR not allowed from 127.0.0.3", `answer ${i + 1}`);
+    }
+    assert.deepEqual(await denied.received(), []);
     // The budget is per second: a run that crosses into a second window may have two.
     const windows = Math.ceil(elapsed / 1000) + 1;
     assert.ok(answered >= STRANGER_ANSWERS_PER_SECOND, `answered ${answered}`);
@@ -448,6 +452,34 @@ Deno.test("udp server sends at most its budget of refusals a second: a forged so
         line.endsWith(`(not answered: over ${STRANGER_ANSWERS_PER_SECOND} a second)`)
       ),
     );
+  });
+});
+
+Deno.test("udp server answers strangers to a full room within the budget: server full is no flood", async () => {
+  await withUdpServer({ maxPeers: 1 }, async (server, log) => {
+    using member = new BoundPeer("127.0.0.2");
+    await member.send(server.addr, "/nick member");
+    assert.equal(await member.next(), say.welcome("member"));
+    using stranger = new BoundPeer("127.0.0.3");
+    const sent = 60;
+    const started = performance.now();
+    for (let i = 0; i < sent; i++) await stranger.send(server.addr, "x");
+    const full = /^refused 127\.0\.0\.3:\d+: server full \(max 1 peer\)$/;
+    await within(5000, "every datagram handled", log.waitForCount(full, sent));
+    const elapsed = performance.now() - started;
+    const unanswered = log.lines.filter((line) =>
+      /^not answered 127\.0\.0\.3:\d+: over \d+ a second$/.test(line)
+    ).length;
+    const answered = sent - unanswered;
+    for (let i = 0; i < answered; i++) {
+      assert.equal(await stranger.next(), say.serverFull(1, "peer"), `answer ${i + 1}`);
+    }
+    assert.deepEqual(await stranger.received(), [], "nothing past the budget");
+    const windows = Math.ceil(elapsed / 1000) + 1;
+    assert.ok(answered >= STRANGER_ANSWERS_PER_SECOND, `answered ${answered}`);
+    assert.ok(answered <= STRANGER_ANSWERS_PER_SECOND * windows, `answered ${answered}`);
+    assert.equal(server.peerCount, 1);
+    assert.deepEqual(await member.received(), [], "the room heard nothing of it");
   });
 });
 

@@ -8,10 +8,12 @@
  */
 import assert from "node:assert/strict";
 import {
+  lockoutLine,
   MAX_PASSWORD_BYTES,
   Password,
   PASSWORD_LOCKOUT_MS,
   PasswordTries,
+  passwordTriesKey,
   readPasswordFile,
 } from "../auth.ts";
 import { RuntimeError } from "../cli.ts";
@@ -27,7 +29,7 @@ import {
   TestClient,
   TestServer,
 } from "./util.ts";
-import { BoundPeer, TempDir, withUdpServer } from "./bound_util.ts";
+import { BoundClient, BoundPeer, TempDir, withUdpServer } from "./bound_util.ts";
 
 /** The room's password in these tests: a space inside, Chinese, an emoji. */
 const SECRET = "s3cret 密码 🔑";
@@ -129,7 +131,11 @@ Deno.test("PasswordTries locks an address after 3 wrong passwords until the lock
   assert.deepEqual(tries.check("127.0.0.3", SECRET), { kind: "right" }, "counted per address");
   assert.deepEqual(tries.check("127.0.0.2", "c"), { kind: "wrong", tries: MAX_PASSWORD_TRIES });
   clock.now = PASSWORD_LOCKOUT_MS - 1;
-  assert.deepEqual(tries.check("127.0.0.2", SECRET), { kind: "locked" }, "not even checked");
+  assert.deepEqual(
+    tries.check("127.0.0.2", SECRET),
+    { kind: "locked", key: "127.0.0.2", retryMs: 1 },
+    "not even checked",
+  );
   clock.now = PASSWORD_LOCKOUT_MS;
   assert.deepEqual(tries.check("127.0.0.2", SECRET), { kind: "right" });
   // A right password forgets the wrong ones.
@@ -138,14 +144,96 @@ Deno.test("PasswordTries locks an address after 3 wrong passwords until the lock
   assert.deepEqual(tries.check("127.0.0.4", "b"), { kind: "wrong", tries: 1 });
 });
 
-Deno.test("PasswordTries remembers a bounded number of addresses, forgetting the oldest", () => {
-  const tries = new PasswordTries(new Password(SECRET), () => 0, 2);
-  tries.check("10.0.0.1", "a");
-  tries.check("10.0.0.2", "a");
-  tries.check("10.0.0.3", "a");
-  assert.equal(tries.size, 2);
-  assert.deepEqual(tries.check("10.0.0.1", "a"), { kind: "wrong", tries: 1 }, "forgotten");
-  assert.deepEqual(tries.check("10.0.0.3", "a"), { kind: "wrong", tries: 2 }, "remembered");
+Deno.test("PasswordTries counts an IPv6 /64 as one address, and an IPv4-mapped address as its IPv4", () => {
+  assert.equal(passwordTriesKey("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+  assert.equal(passwordTriesKey("fe80::1%eth0"), "fe80::/64");
+  assert.equal(passwordTriesKey("::ffff:127.0.0.2"), "127.0.0.2");
+  assert.equal(passwordTriesKey("::ffff:7f00:2"), "127.0.0.2");
+  const tries = new PasswordTries(new Password(SECRET), () => 0);
+  // A new address of the same /64 for each guess gains nothing.
+  for (
+    const [i, host] of ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"].entries()
+  ) {
+    assert.deepEqual(tries.check(host, GUESSES[i]), { kind: "wrong", tries: i + 1 }, host);
+  }
+  assert.deepEqual(tries.check("2001:db8:1:2::4", SECRET), {
+    kind: "locked",
+    key: "2001:db8:1:2::/64",
+    retryMs: PASSWORD_LOCKOUT_MS,
+  });
+  assert.deepEqual(tries.check("2001:db8:1:3::1", SECRET), { kind: "right" }, "the next /64");
+  tries.check("127.0.0.2", "a");
+  tries.check("::ffff:127.0.0.2", "b");
+  assert.deepEqual(tries.check("::ffff:7f00:2", "c"), { kind: "wrong", tries: 3 });
+  assert.deepEqual(tries.lockout("127.0.0.2"), { key: "127.0.0.2", retryMs: PASSWORD_LOCKOUT_MS });
+  assert.equal(
+    lockoutLine(tries.lockout("127.0.0.2")!),
+    "ERR too many wrong passwords from 127.0.0.2: try again in 60 s",
+  );
+});
+
+Deno.test("PasswordTries tells a locked address how long is left, without counting the asking", () => {
+  const clock = { now: 0 };
+  const tries = new PasswordTries(new Password(SECRET), () => clock.now);
+  assert.equal(tries.lockout("127.0.0.2"), undefined);
+  for (const guess of GUESSES) tries.check("127.0.0.2", guess);
+  clock.now = 20_500;
+  assert.deepEqual(tries.lockout("127.0.0.2"), { key: "127.0.0.2", retryMs: 39_500 });
+  assert.equal(
+    lockoutLine(tries.lockout("127.0.0.2")!),
+    "ERR too many wrong passwords from 127.0.0.2: try again in 40 s",
+  );
+  clock.now = PASSWORD_LOCKOUT_MS;
+  assert.equal(tries.lockout("127.0.0.2"), undefined, "the lockout has passed");
+  assert.equal(tries.size, 0, "and the address is forgotten");
+});
+
+Deno.test("PasswordTries, when full, forgets no address in its window: a flood cannot unlock the attacker", () => {
+  const clock = { now: 0 };
+  const tries = new PasswordTries(new Password(SECRET), () => clock.now, 4);
+  for (const guess of GUESSES) tries.check("192.0.2.66", guess);
+  assert.equal(tries.check("192.0.2.66", SECRET).kind, "locked");
+  // The flood: wrong passwords from ever new (forged) addresses, far past the bound.
+  for (let i = 1; i <= 100; i++) {
+    clock.now = i;
+    tries.check(`198.51.100.${i}`, "x");
+    assert.ok(tries.size <= 4, `bounded: ${tries.size}`);
+  }
+  assert.deepEqual(
+    tries.check("192.0.2.66", SECRET),
+    { kind: "locked", key: "192.0.2.66", retryMs: PASSWORD_LOCKOUT_MS - 100 },
+    "still locked: the flood did not push it out",
+  );
+  // A newcomer while the table is full is not checked, right password or not,
+  // until the oldest entry's window ends.
+  const full = tries.check("203.0.113.1", SECRET);
+  assert.deepEqual(full, {
+    kind: "locked",
+    key: "203.0.113.1",
+    retryMs: PASSWORD_LOCKOUT_MS - 100,
+    full: true,
+  });
+  assert.equal(
+    lockoutLine(full as { kind: "locked"; key: string; retryMs: number }),
+    "ERR too many wrong passwords lately (from too many addresses): try again in 60 s",
+  );
+  // Once the oldest windows pass, the table drops those entries first.
+  clock.now = PASSWORD_LOCKOUT_MS + 2;
+  assert.deepEqual(tries.check("203.0.113.1", SECRET), { kind: "right" });
+  assert.equal(tries.size, 1, "only 198.51.100.3 is still in its window");
+
+  // Two addresses taking turns, with the rest of the table locked, cannot
+  // evict each other to win their tries back.
+  const turns = new PasswordTries(new Password(SECRET), () => clock.now, 2);
+  for (const guess of GUESSES) turns.check("192.0.2.1", guess);
+  let guesses = 0;
+  for (let round = 0; round < 10; round++) {
+    for (const host of ["192.0.2.7", "192.0.2.8"]) {
+      if (turns.check(host, `guess ${round}`).kind === "wrong") guesses++;
+    }
+  }
+  assert.equal(guesses, 3, "three wrong tries in all: one took the last slot, the other none");
+  assert.equal(turns.check("192.0.2.1", SECRET).kind, "locked");
 });
 
 // ---- the room's gate, with fake members
@@ -155,7 +243,7 @@ const decoder = new TextDecoder();
 class FakeLink implements MemberLink {
   lines: string[] = [];
   leaves: { cause: string; notice?: string }[] = [];
-  constructor(readonly address: string) {}
+  constructor(readonly address: string, readonly host?: string) {}
   deliver(line: Uint8Array): void {
     this.lines.push(decoder.decode(line).replace(/\n$/, ""));
   }
@@ -172,13 +260,13 @@ function gatedRoom(options: { maxMembers?: number; idleTimeoutMs?: number } = {}
   const logs: string[] = [];
   const room = new Room({
     noun: "client",
-    password: new Password(SECRET),
+    password: new PasswordTries(new Password(SECRET), () => clock.now),
     clock: () => clock.now,
     log: (line) => logs.push(line),
     ...options,
   });
   let port = 6000;
-  const link = () => new FakeLink(`127.0.0.1:${port++}`);
+  const link = (host = "127.0.0.1") => new FakeLink(`${host}:${port++}`, host);
   return { room, clock, logs, link };
 }
 
@@ -263,6 +351,40 @@ Deno.test("Room closes a member at its third wrong password, and nobody hears of
   assertNoSecretIn(logs);
 });
 
+Deno.test("Room counts wrong passwords by address across members, and turns a locked address away", () => {
+  const { room, logs, link } = gatedRoom();
+  const firstLink = link();
+  const first = room.join(firstLink)!;
+  room.hear(first, `/pass ${GUESSES[0]}`);
+  room.hear(first, `/pass ${GUESSES[1]}`);
+  room.hear(first, "/quit");
+  assert.deepEqual(firstLink.take(), [
+    say.passwordNeeded,
+    "ERR wrong password (1 of 3 tries)",
+    "ERR wrong password (2 of 3 tries)",
+  ]);
+  // Back from another port: its address has one try left, not three.
+  const secondLink = link();
+  room.hear(room.join(secondLink)!, `/pass ${GUESSES[2]}`);
+  assert.deepEqual(secondLink.leaves, [{
+    cause: "wrong password",
+    notice: "ERR wrong password (3 of 3 tries): closing",
+  }]);
+  // Locked: even the right password is not checked, and the member is closed.
+  const thirdLink = link();
+  const third = room.join(thirdLink)!;
+  room.hear(third, `/pass ${SECRET}`);
+  const refusal = "ERR too many wrong passwords from 127.0.0.1: try again in 60 s";
+  assert.deepEqual(thirdLink.take(), [say.passwordNeeded, refusal]);
+  assert.deepEqual(thirdLink.leaves, [{ cause: "password lockout", notice: undefined }]);
+  assert.ok(logs.includes(`refused 127.0.0.1:6002 id=3: ${refusal.slice(4)}`), logs.join("\n"));
+  // Another address is not locked.
+  const otherLink = link("127.0.0.2");
+  room.hear(room.join(otherLink)!, `/pass ${SECRET}`);
+  assert.deepEqual(otherLink.take(), [say.passwordNeeded, say.welcome("user4")]);
+  assertNoSecretIn(logs);
+});
+
 Deno.test("Room counts a waiting member against the limit and times it out like anyone", () => {
   const { room, clock, link } = gatedRoom({ maxMembers: 1, idleTimeoutMs: 1000 });
   const lurkerLink = link();
@@ -282,7 +404,12 @@ Deno.test("Room counts a waiting member against the limit and times it out like 
 
 Deno.test("Room refuses a password for an echo room, which has no room to keep anyone out of", () => {
   assert.throws(
-    () => new Room({ noun: "client", chat: false, password: new Password(SECRET) }),
+    () =>
+      new Room({
+        noun: "client",
+        chat: false,
+        password: new PasswordTries(new Password(SECRET)),
+      }),
     RangeError,
   );
 });
@@ -351,6 +478,49 @@ Deno.test("server closes a client at its third wrong password and never logs one
   assertNoSecretIn(server.logs);
 });
 
+Deno.test("server counts wrong passwords by address across connections: reconnecting gains no try", async () => {
+  await using server = new TestServer({ password: new Password(SECRET) });
+  const lockedOut = /^ERR too many wrong passwords from 127\.0\.0\.1: try again in (59|60) s$/;
+  // Connected before the lockout, it waits; its password will not be checked either.
+  using early = await server.connect();
+  assert.equal(await early.line(), say.passwordNeeded);
+  {
+    using first = await server.connect();
+    assert.equal(await first.line(), say.passwordNeeded);
+    await first.send(`/pass ${GUESSES[0]}\n/pass ${GUESSES[1]}\n`);
+    assert.equal(await first.line(), "ERR wrong password (1 of 3 tries)");
+    assert.equal(await first.line(), "ERR wrong password (2 of 3 tries)");
+  } // closed: the next connection starts nothing afresh
+  using second = await server.connect();
+  assert.equal(await second.line(), say.passwordNeeded);
+  await second.send(`/pass ${GUESSES[2]}\n`);
+  assert.deepEqual(await second.lines.rest(), ["ERR wrong password (3 of 3 tries): closing"]);
+  // Each new connection from the address now gets one line and is closed,
+  // whatever it sends, the right password included.
+  for (let i = 0; i < 5; i++) {
+    using again = await server.connect();
+    await again.send(`/pass ${i % 2 === 0 ? SECRET : GUESSES[0]}\n`).catch(() => {});
+    const lines = await again.lines.rest();
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0], lockedOut);
+  }
+  await early.send(`/pass ${SECRET}\n`);
+  const earlyLines = await early.lines.rest();
+  assert.equal(earlyLines.length, 1, earlyLines.join("\n"));
+  assert.match(earlyLines[0], lockedOut);
+  const refused = server.logs.filter((line) =>
+    /^refused 127\.0\.0\.1:\d+( id=1)?: too many wrong passwords from 127\.0\.0\.1: /.test(line)
+  );
+  assert.equal(refused.length, 6, server.logs.join("\n"));
+  assert.ok(!server.logs.some((line) => line.startsWith("password accepted")));
+  // Another address is not locked.
+  using other = await BoundClient.connect("127.0.0.2", server.port);
+  assert.equal(await other.line(), say.passwordNeeded);
+  await other.send(`/pass ${SECRET}\n`);
+  assert.equal(await other.line(), say.welcome("user4"));
+  assertNoSecretIn(server.logs);
+});
+
 Deno.test("a client that never gives the password holds a slot and is dropped at the idle timeout", async () => {
   await using server = new TestServer({
     password: new Password(SECRET),
@@ -396,7 +566,7 @@ Deno.test("udp server takes a newcomer in only on /pass PASSWORD as its first da
   });
 });
 
-Deno.test("udp server ignores an address after 3 wrong passwords and never logs one", async () => {
+Deno.test("udp server locks out an address after 3 wrong passwords from any ports and never logs one", async () => {
   await withUdpServer({ password: new Password(SECRET) }, async (server, log) => {
     using alice = new BoundPeer("127.0.0.2");
     await alice.send(server.addr, `/pass ${SECRET}`);
@@ -409,13 +579,16 @@ Deno.test("udp server ignores an address after 3 wrong passwords and never logs 
       await guesser.next(),
       "ERR wrong password (3 of 3 tries): address ignored for 60 s",
     );
-    // From another port of the same address, even the right password is ignored now.
+    // From another port of the same address, even the right password is not checked now.
     using again = new BoundPeer("127.0.0.3");
     await again.send(server.addr, `/pass ${SECRET}`);
-    await log.waitFor(
-      `ignored 127.0.0.3:${again.addr.port}: 3 wrong passwords (its address is locked)`,
+    assert.match(
+      await again.next(),
+      /^ERR too many wrong passwords from 127\.0\.0\.3: try again in (59|60) s$/,
     );
-    assert.deepEqual(await again.received(), []);
+    await log.waitFor(
+      new RegExp(`^refused 127\\.0\\.0\\.3:${again.addr.port}: too many wrong passwords from `),
+    );
     assert.equal(server.peerCount, 1);
     assert.deepEqual(await alice.received(), [], "the room heard nothing of it");
     // Another address is not locked.

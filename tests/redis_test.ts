@@ -4,65 +4,8 @@
  * loopback port, with persistence off, and stops it.
  */
 import assert from "node:assert/strict";
-import { connectRedisSeam, type RedisSeam } from "../redis_seam.ts";
-import { finish, join, runProgram, runScript, TestClient, TestServer, within } from "./util.ts";
-
-/** A `redis-server` of the test's own. */
-interface TestRedis extends AsyncDisposable {
-  port: number;
-  url: string;
-}
-
-/** A free loopback port: bound, read back, and closed. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-/** Starts redis-server on 127.0.0.1 with no persistence; ready when it says so. */
-async function startRedis(password?: string): Promise<TestRedis> {
-  const port = freePort();
-  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
-  if (password !== undefined) args.push("--requirepass", password);
-  const redis = runProgram("redis-server", args, {});
-  await within(
-    10_000,
-    "redis-server ready",
-    redis.stdout.until((line) => line.includes("Ready to accept connections")),
-  );
-  const auth = password === undefined ? "" : `:${password}@`;
-  return {
-    port,
-    url: `redis://${auth}127.0.0.1:${port}`,
-    async [Symbol.asyncDispose]() {
-      redis.child.kill("SIGTERM");
-      await within(10_000, "redis-server exit", finish(redis));
-    },
-  };
-}
-
-/** One server instance sharing the room: an in-process TCP server with a Redis seam. */
-async function instance(
-  redis: TestRedis,
-  room = "test",
-): Promise<TestServer & { seam: RedisSeam }> {
-  const seamLog: string[] = [];
-  const seam = await connectRedisSeam({ url: redis.url, room, log: (line) => seamLog.push(line) });
-  return Object.assign(new TestServer({ seam }), { seam });
-}
-
-/** Reads until `count` relayed lines (`<name> text`) have come, notices skipped. */
-async function relayed(client: TestClient, count: number): Promise<string[]> {
-  const lines: string[] = [];
-  while (lines.length < count) {
-    const line = await client.line();
-    if (line === null) throw new Error(`connection ended after ${lines.length} of ${count} lines`);
-    if (line.startsWith("<")) lines.push(line);
-  }
-  return lines;
-}
+import { finish, join, runProgram, runScript, type TestClient, within } from "./util.ts";
+import { connectTo, instance, relayed, startRedis } from "./redis_util.ts";
 
 Deno.test({
   name:
@@ -286,13 +229,6 @@ Deno.test({
     }
   },
 });
-
-/** A chat client of a script server on 127.0.0.1. */
-async function connectTo(port: number): Promise<TestClient> {
-  const client = new TestClient(await Deno.connect({ hostname: "127.0.0.1", port }));
-  assert.match((await within(5_000, "welcome", client.line()))!, /^\* welcome, you are user\d+ /);
-  return client;
-}
 
 // A shell makes the empty DENO_DIR (the suite has no --allow-write), runs
 // the server in it, and when stopped counts what landed under npm/ there.

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   canonicalIp,
   DEFAULT_KEEPALIVE_S,
+  LAST_REPLIES_WAITS,
   runUdpClient,
   type UdpClientOptions,
 } from "../udp_client.ts";
@@ -900,5 +901,59 @@ Deno.test("joined, a client the room lets go (kicked, timed out) stops rather th
       await typed.end();
       await server.shutdown();
     }
+  }
+});
+
+/** A peer in the room that says something every `everyMs` until disposed: the room is never silent. */
+async function chattyPeer(server: UdpServer, everyMs: number) {
+  const peer = new TestPeer();
+  await peer.send(server.addr, "/nick chatty");
+  assert.equal(await peer.next(), say.welcome("chatty"));
+  let n = 0;
+  const timer = setInterval(() => peer.send(server.addr, `line ${++n}`).catch(() => {}), everyMs);
+  return {
+    [Symbol.dispose]() {
+      clearInterval(timer);
+      peer[Symbol.dispose]();
+    },
+  };
+}
+
+Deno.test("joined, at the end of the input in a busy room it sends /quit first and stops at the room's * bye", async () => {
+  const { server, log } = chatServer();
+  try {
+    using _chatty = await chattyPeer(server, 50);
+    const started = performance.now();
+    // Silence of 2 s never comes here: only the room's "* bye" can end the wait in time.
+    const client = startClient(
+      { server: server.addr, waitMs: 2000, join: { keepaliveMs: 0 } },
+      pipedInput("hi\n"),
+    );
+    await client.printed.waitFor(say.welcome("user2"));
+    assert.equal(await within(1900, "the client's end", client.code), 0);
+    assert.ok(performance.now() - started < 2000, "ended by the bye, not by the wait");
+    assert.equal(client.printed.all.at(-1), say.bye);
+    await log.waitFor(`left ${client.at} id=2 user2 (quit)`);
+    assert.equal(server.peerCount, 1);
+    assert.deepEqual(client.status.all, []);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("at the end of piped input in a busy room, the wait for replies ends at 3 x --wait in all", async () => {
+  const { server } = chatServer();
+  try {
+    using _chatty = await chattyPeer(server, 30);
+    const waitMs = 150;
+    const started = performance.now();
+    // Not joined: no /quit, so no "* bye"; the room's lines keep restarting the silence.
+    const client = startClient({ server: server.addr, waitMs }, pipedInput("hi\n"));
+    assert.equal(await within(5000, "the client's end", client.code), 0);
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= LAST_REPLIES_WAITS * waitMs - 5, `ended after ${elapsed} ms`);
+    assert.ok(client.printed.all.some((line) => line.startsWith("<chatty> line ")));
+  } finally {
+    await server.shutdown();
   }
 });
