@@ -47,7 +47,7 @@ import {
   UsageError,
   withNetErrors,
 } from "./cli.ts";
-import { nameError, ownLine, ownNameFrom, parseCommand, PASS_COMMAND, say } from "./protocol.ts";
+import { nameError, ownNameFrom, parseCommand, PASS_COMMAND, say } from "./protocol.ts";
 import type { Prompt } from "./terminal.ts";
 
 // The first line of a netchat server that turns a client away: full, or not
@@ -621,15 +621,14 @@ export async function main(args: string[]): Promise<number> {
   let prompt: Prompt | undefined;
   if (!flags["listen-only"] && Deno.stdin.isTerminal() && stdout.isTerminal()) {
     // Loaded only here: piped runs need neither readline nor node:process.
-    const { Prompt } = await import("./terminal.ts");
+    const { asTheRoomShows, Prompt } = await import("./terminal.ts");
     const { default: process } = await import("node:process");
     let interrupts = 0;
     prompt = new Prompt({ input: process.stdin, output: process.stdout, errors: process.stderr }, {
       typed: (line, messages) => {
         // After /quit nothing more is sent: the prompt goes, so nothing typed seems sent.
         if (parseCommand(line)?.name === "/quit") queueMicrotask(() => prompt!.close());
-        const shown = messages.map((m) => state.name && ownLine(state.name, decodeUtf8(m)));
-        return shown.every((line) => line !== undefined) ? shown.map((line) => stamp() + line) : [];
+        return asTheRoomShows(state.name, messages).map((shown) => stamp() + shown);
       },
       interrupted: () => {
         // Ctrl-C leaves as Ctrl-D does (our FIN, then the server's last lines); twice, at once.

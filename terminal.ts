@@ -9,7 +9,8 @@
  * @module
  */
 import * as readline from "node:readline";
-import { MAX_MESSAGE_BYTES, splitMessage } from "./line_buffer.ts";
+import { decodeUtf8, MAX_MESSAGE_BYTES, splitMessage } from "./line_buffer.ts";
+import { ownLine } from "./protocol.ts";
 
 /** Lines typed but not yet sent that may wait; more are refused, with a status line. */
 export const MAX_TYPED_MESSAGES = 100;
@@ -165,4 +166,17 @@ export class Prompt {
     this.#ended = true;
     this.#wake?.();
   }
+}
+
+/**
+ * What a prompt shows in place of a typed line, for a client of a netchat
+ * room whose name (from the server's lines) is `name`: each message as the
+ * room will show it (`<alice> hi`, `* alice waves`), or nothing, leaving the
+ * line as typed, when the name is not known yet or a message is a command
+ * the room does not relay ({@linkcode ownLine}).
+ */
+export function asTheRoomShows(name: string | undefined, messages: Uint8Array[]): string[] {
+  if (name === undefined) return [];
+  const shown = messages.map((message) => ownLine(name, decodeUtf8(message)));
+  return shown.every((line) => line !== undefined) ? shown as string[] : [];
 }

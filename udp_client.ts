@@ -41,7 +41,7 @@ import {
   UsageError,
   withNetErrors,
 } from "./cli.ts";
-import { nameError, parseCommand, say } from "./protocol.ts";
+import { nameError, ownNameFrom, parseCommand, say } from "./protocol.ts";
 
 const USAGE = `Usage: deno run --allow-net udp_client.ts [options]
 
@@ -130,7 +130,10 @@ export interface UdpClientOptions {
 
 /** Where the client reads and writes; tests pass their own. */
 export interface UdpClientIo {
-  input: { read(buffer: Uint8Array): Promise<number | null> };
+  /** Standard input (lines, cut into messages here), or the messages typed at a prompt (terminal.ts). */
+  input: { read(buffer: Uint8Array): Promise<number | null> } | {
+    next(): Promise<Uint8Array | null>;
+  };
   /** Lines from the server, already made safe to print. */
   print(line: string): void | Promise<void>;
   /** Status lines: the summary, problems. */
@@ -295,7 +298,15 @@ export async function runUdpClient(
     if (nick !== undefined && join === undefined) yield nick;
     // A line too long for one datagram is sent as text in every piece: no
     // piece of it can run as a command.
-    yield* readInputMessages(io.input, MAX_MESSAGE_BYTES, { piecesAsText: true });
+    const input = io.input;
+    if ("next" in input) {
+      // A prompt has cut typed lines into messages already.
+      for (let message = await input.next(); message !== null; message = await input.next()) {
+        yield message;
+      }
+      return;
+    }
+    yield* readInputMessages(input, MAX_MESSAGE_BYTES, { piecesAsText: true });
   };
 
   /** A datagram is one line: the "\n" is optional for the server, but nc and friends like it. */
@@ -609,13 +620,48 @@ export async function main(args: string[]): Promise<number> {
     options.interrupt = interrupt.signal;
     Deno.addSignalListener("SIGINT", onInterrupt);
   }
-  try {
-    return await runUdpClient(socket, options, {
-      input: standardInput("udp_client.ts"),
-      print: (line) => console.log(line),
-      status: (line) => console.error(line),
+  let io: UdpClientIo = {
+    input: standardInput("udp_client.ts"),
+    print: (line) => console.log(line),
+    status: (line) => console.error(line),
+  };
+  // Typing at a terminal: the same prompt as client.ts (line editing, history,
+  // the room's lines above what is being typed, our own as the room shows them).
+  let prompt: import("./terminal.ts").Prompt | undefined;
+  if (joining && interactive && Deno.stdout.isTerminal()) {
+    const { asTheRoomShows, Prompt } = await import("./terminal.ts");
+    const { default: process } = await import("node:process");
+    let name: string | undefined;
+    const shown = new Prompt({
+      input: process.stdin,
+      output: process.stdout,
+      errors: process.stderr,
+    }, {
+      typed: (line, messages) => {
+        if (parseCommand(line)?.name === "/quit") queueMicrotask(() => shown.close());
+        return asTheRoomShows(name, messages);
+      },
+      // Raw mode: Ctrl-C is a key, not a signal. It leaves the room, as SIGINT does.
+      interrupted: () => {
+        shown.close();
+        interrupt.abort();
+      },
     });
+    prompt = shown;
+    io = {
+      input: shown,
+      print: (line) => {
+        const named = ownNameFrom(line, name);
+        if (named !== undefined && named !== name) shown.name = name = named;
+        shown.print(line);
+      },
+      status: (line) => shown.status(line),
+    };
+  }
+  try {
+    return await runUdpClient(socket, options, io);
   } finally {
+    prompt?.close();
     if (joining) Deno.removeSignalListener("SIGINT", onInterrupt);
   }
 }

@@ -7,7 +7,10 @@ import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
 import { MAX_MESSAGE_BYTES } from "../line_buffer.ts";
 import { MAX_TYPED_MESSAGES, Prompt, type PromptHandlers } from "../terminal.ts";
+import { say } from "../protocol.ts";
+import { startUdpServer } from "../udp_server.ts";
 import { join, ROOT, runScript, startScriptServer, TestServer, within } from "./util.ts";
+import { TestPeer } from "./udp_util.ts";
 
 const decoder = new TextDecoder();
 const UP = "\x1b[A";
@@ -336,4 +339,42 @@ Deno.test("client.ts in a narrow terminal: lines arrive above a wrapped line, an
     "carol>",
   ]);
   assert.ok(!screen.some((line) => line.startsWith("carol> this")), screen.join("\n"));
+});
+
+Deno.test("udp_client.ts in a terminal: the same prompt; Ctrl-C leaves the room with /quit", async () => {
+  const log: string[] = [];
+  const left = Promise.withResolvers<void>();
+  const server = startUdpServer({
+    host: "127.0.0.1",
+    port: 0,
+    log: (line) => {
+      log.push(line);
+      if (/ dora \(quit\)$/.test(line)) left.resolve();
+    },
+  });
+  try {
+    await using tmux = new Tmux();
+    await tmux.start(
+      `'${Deno.execPath()}' run --quiet --allow-net udp_client.ts --port ${server.addr.port} ` +
+        `--name dora; echo "exit=$?"; read _`,
+    );
+    await tmux.until("dora's prompt", (screen) => screen.at(-1) === "dora>");
+    await tmux.keys("-l", "half typed");
+    await tmux.until("dora's typing", (s) => s.at(-1) === "dora> half typed");
+    using eve = new TestPeer();
+    await eve.send(server.addr, "/nick eve");
+    assert.equal(await eve.next(), say.welcome("eve"));
+    await eve.send(server.addr, "hello from eve");
+    const screen = await tmux.until("eve's line", (s) => s.includes("<eve> hello from eve"));
+    assert.equal(screen.at(-1), "dora> half typed");
+    await tmux.keys("-l", " and done");
+    await tmux.keys("Enter");
+    assert.equal(await eve.next(), "<dora> half typed and done");
+    await tmux.until("dora's own line", (s) => s.includes("<dora> half typed and done"));
+    await tmux.keys("C-c");
+    await within(5000, "dora's /quit", left.promise);
+    await tmux.until("the exit", (s) => s.includes("exit=130"));
+  } finally {
+    await server.shutdown();
+  }
 });
