@@ -46,6 +46,25 @@
  * reaper removes its members and frees their names, all in one Lua script,
  * which runs once whichever instance gets there first.
  *
+ * An instance that was only stalled past the TTL (SIGSTOP, a long GC pause,
+ * its link to Redis cut) was reaped while alive: the others saw its members
+ * leave, and their names were freed. When it resumes, its heartbeat finds it
+ * is no longer in `instances` (the heartbeat's SADD adds it back, atomically
+ * with the SET of `alive:N`), and it registers its members again in one Lua
+ * script: each one missing from `members` is written back and announced as a
+ * join (`again`), under its name if that is still free, else under its
+ * default name (the member is told `ERR name taken` and renamed). Its
+ * members stay connected and are not told the reaper's leaves. Why this and
+ * not closing their connections: the members did nothing wrong, and a chat
+ * room's users expect a server's hiccup to cost them at most a nickname, not
+ * the session (IRC does the same after a netsplit: the split side's users
+ * are seen to quit, then to join again). The same script runs when Redis
+ * comes back empty, where the others still know the members and announce
+ * nothing. After any reconnection, once a TTL and a reaper period have
+ * passed (every living instance has registered again by then), the
+ * registry is read back into the room (`members`): an instance that died
+ * while Redis was away, and which no reaper will ever see, leaves no ghost.
+ *
  * @example
  * ```ts ignore
  * import { connectRedisSeam } from "./redis_seam.ts";
@@ -137,6 +156,41 @@ for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   end
 end
 return reaped`;
+
+/**
+ * Registers this instance's members again (after it was reaped, or Redis
+ * restarted empty): each one missing from `members` (KEYS[1]) is written
+ * back, its name claimed again if free (else its default name, ARGV[5 + 4i]),
+ * and a join marked `again` added to the stream (KEYS[2]). Members still in
+ * the registry are left alone, so running it twice announces nothing twice.
+ * ARGV: the key prefix, the stream's MAXLEN, the instance, then per member
+ * its id, its registry entry (JSON), its default name and that name's key.
+ * Returns the ids that lost their name.
+ */
+const REJOIN_SCRIPT = `
+local lost = {}
+for i = 4, #ARGV, 4 do
+  local id = ARGV[i]
+  if redis.call('HEXISTS', KEYS[1], id) == 0 then
+    local entry = cjson.decode(ARGV[i + 1])
+    if entry.name ~= ARGV[i + 2] then
+      local holder = redis.call('GET', ARGV[1] .. 'name:' .. entry.key)
+      if holder == false or holder == id then
+        redis.call('SET', ARGV[1] .. 'name:' .. entry.key, id)
+      else
+        entry.name = ARGV[i + 2]
+        entry.key = ARGV[i + 3]
+        table.insert(lost, id)
+      end
+    end
+    redis.call('HSET', KEYS[1], id, cjson.encode(entry))
+    local event = cjson.encode({kind = 'join', again = true, instance = tonumber(ARGV[3]),
+      member = {id = tonumber(id), name = entry.name}, address = entry.address,
+      since = entry.since})
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'e', event)
+  end
+end
+return lost`;
 
 /** Options of {@linkcode connectRedisSeam}. */
 export interface RedisSeamOptions {
@@ -346,6 +400,8 @@ export class RedisSeam implements RoomSeam {
   #timers: ReturnType<typeof setInterval>[] = [];
   #down = false;
   #resyncing = false;
+  /** The registry read back once a TTL has passed after a reconnection (#back). */
+  #reseed?: ReturnType<typeof setTimeout>;
   #closing?: Promise<void>;
   #closed = false;
 
@@ -441,6 +497,7 @@ export class RedisSeam implements RoomSeam {
   close(): Promise<void> {
     return this.#closing ??= (async () => {
       for (const timer of this.#timers) clearInterval(timer);
+      clearTimeout(this.#reseed);
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
         this.#writing,
@@ -505,7 +562,7 @@ export class RedisSeam implements RoomSeam {
             "(this instance fell behind)",
         });
         // Joins, leaves or renames may be among them: who is in the room is read again.
-        this.#resync();
+        this.#resync("after a gap");
       }
       this.#seen.set(from, seq);
     }
@@ -519,12 +576,14 @@ export class RedisSeam implements RoomSeam {
    * on top, each of which sets a member's state, so the room ends up as the
    * registry stands. One resync at a time: a second gap meanwhile is covered.
    */
-  #resync(): void {
+  #resync(why = "after a gap"): void {
     if (this.#resyncing) return;
     this.#resyncing = true;
     this.#client.hGetAll(this.#keys.members).then((registry) => {
       if (this.#closed) return;
-      this.#apply!({ kind: "members", members: seedOf(registry) });
+      const members = seedOf(registry);
+      this.#log(`redis: read the room's ${members.length} members from the registry ${why}`);
+      this.#apply!({ kind: "members", members });
     }, (error) => this.#log(`redis: cannot read the room's members: ${errorText(error)}`))
       .finally(() => this.#resyncing = false);
   }
@@ -594,9 +653,43 @@ export class RedisSeam implements RoomSeam {
 
   // ---- liveness: heartbeat, reaper, reconnection
 
+  /**
+   * Renews `alive:N`, and adds this instance to `instances` in the same
+   * MULTI/EXEC: if it was not there any more, a reaper took it for dead (or
+   * Redis restarted empty), and its members are registered again.
+   */
   #heartbeat(): void {
-    this.#client.set(this.#keys.alive(this.instance), "1", { PX: this.#ttl })
+    this.#client.multi().set(this.#keys.alive(this.instance), "1", { PX: this.#ttl })
+      .sAdd(this.#keys.instances, String(this.instance)).exec()
+      .then((replies) => {
+        if (Number(replies[1]) !== 1 || this.#closed) return;
+        this.#log(
+          `redis: instance ${this.instance} was taken for dead: registering its members again`,
+        );
+        return this.#rejoin();
+      })
       .catch((error) => this.#lost(error));
+  }
+
+  /** Runs REJOIN_SCRIPT for this instance's members; those that lost their name keep the default. */
+  async #rejoin(): Promise<void> {
+    const args = [this.#keys.prefix, String(this.#maxLength), String(this.instance)];
+    for (const [id, entry] of this.#own) {
+      const fallback = defaultName(id);
+      args.push(String(id), JSON.stringify(entry), fallback, nameKey(fallback));
+    }
+    if (args.length === 3) return;
+    const lost = await this.#client.eval(REJOIN_SCRIPT, {
+      keys: [this.#keys.members, this.#keys.events],
+      arguments: args,
+    }) as string[];
+    for (const id of lost) {
+      const entry = this.#own.get(Number(id));
+      if (entry === undefined) continue;
+      this.#log(`redis: member ${id} lost the name ${entry.name} while this instance was away`);
+      entry.name = defaultName(Number(id));
+      entry.key = nameKey(entry.name);
+    }
   }
 
   #reap(): void {
@@ -628,8 +721,11 @@ export class RedisSeam implements RoomSeam {
 
   /**
    * The link is back: said so, and this instance's registration written
-   * again, in case Redis restarted empty (its heartbeat, its set entry, its
-   * members and their names).
+   * again, in case Redis restarted empty or the others reaped it meanwhile
+   * (its heartbeat, its set entry, its members and their names). One TTL and
+   * a reaper period later, when every living instance has done the same, the
+   * registry is read back into the room: members of an instance that died
+   * meanwhile, which no reaper will remove, are gone from it.
    */
   async #back(): Promise<void> {
     if (!this.#down || this.#closed || !this.#client.isReady || !this.#reader.isReady) return;
@@ -639,19 +735,19 @@ export class RedisSeam implements RoomSeam {
     // The highest number this instance took from the counter: its own, or a block of ids.
     const highest = Math.max(this.instance, this.#block, this.#spareBlock ?? 0);
     try {
-      const multi = this.#client.multi()
+      await this.#client.multi()
         .eval(COUNTER_SCRIPT, { keys: [this.#keys.instance], arguments: [String(highest)] })
         .set(this.#keys.alive(this.instance), "1", { PX: this.#ttl })
-        .sAdd(this.#keys.instances, String(this.instance));
-      for (const [id, entry] of this.#own) {
-        multi.hSet(this.#keys.members, String(id), JSON.stringify(entry));
-        if (entry.name === defaultName(id)) continue; // default names are never claimed
-        multi.eval(CLAIM_SCRIPT, { keys: [this.#keys.name(entry.key)], arguments: [String(id)] });
-      }
-      await multi.exec();
+        .sAdd(this.#keys.instances, String(this.instance))
+        .exec();
+      await this.#rejoin();
     } catch (error) {
       this.#lost(error);
     }
+    clearTimeout(this.#reseed);
+    this.#reseed = setTimeout(() => {
+      if (!this.#closed && !this.#down) this.#resync("after reconnecting");
+    }, this.#ttl + this.#every);
   }
 }
 

@@ -127,6 +127,12 @@ export type RoomEvent =
     since?: number;
     /** From the seam's snapshot of who is in the room already: known, not announced. */
     seeded?: boolean;
+    /**
+     * Registered again by its instance after the others took it for dead
+     * (reaped while stalled, or Redis restarted empty): announced only where
+     * it was not known, and its name is the one it could claim back.
+     */
+    again?: boolean;
   }
   | { kind: "leave"; member: MemberRef; cause: string }
   | { kind: "rename"; member: MemberRef; from: string }
@@ -599,11 +605,15 @@ export class Room {
         return;
       }
       case "join":
+        if (event.again) return this.#joinedAgain(event);
         // Our own members are in #members already; another process's are remembered.
         if (event.instance !== this.#seam.instance) this.#addRemote(event);
         if (event.seeded) return;
         return this.#announce(say.joined(event.member.name), event.member.id);
       case "leave": {
+        // Ours and still here: the others took this process for dead (the seam's
+        // reaper); the seam registers the member again, so nobody here saw it leave.
+        if (this.#members.get(event.member.id)?.gone === false) return;
         const remote = this.#remote.get(event.member.id);
         if (remote !== undefined) {
           this.#remote.delete(remote.id);
@@ -640,6 +650,38 @@ export class Room {
         }
         return;
     }
+  }
+
+  /**
+   * A member registered again by its instance. Where it is known (its own
+   * process; another that never saw it leave) nothing is announced but a
+   * name it could not claim back, which its own member is told; elsewhere
+   * it joins.
+   */
+  #joinedAgain(event: Extract<RoomEvent, { kind: "join" }>): void {
+    const { id, name } = event.member;
+    if (event.instance === this.#seam.instance) {
+      const member = this.#members.get(id);
+      if (member === undefined || member.gone || member.name === name) return;
+      const old = member.name;
+      if (this.#byName.get(nameKey(old)) === member) this.#byName.delete(nameKey(old));
+      member.name = name;
+      this.#log(`renamed ${member.link.address} id=${id} ${old} -> ${name} (name taken meanwhile)`);
+      member.link.deliver(encodeLine(say.nameTaken(old)));
+      member.link.deliver(encodeLine(say.renamed(old, name)));
+      return this.#announce(say.renamed(old, name), id);
+    }
+    const remote = this.#remote.get(id);
+    if (remote === undefined) {
+      this.#addRemote(event);
+      return this.#announce(say.joined(name), id);
+    }
+    if (remote.name === name) return;
+    const old = remote.name;
+    if (this.#remoteByName.get(nameKey(old)) === remote) this.#remoteByName.delete(nameKey(old));
+    remote.name = name;
+    if (name !== defaultName(id)) this.#remoteByName.set(nameKey(name), remote);
+    this.#announce(say.renamed(old, name), id);
   }
 
   /** Remembers a member of another process (a join event, or one from the seam's snapshot). */

@@ -1,7 +1,8 @@
 /**
  * The faults a room shared over Redis survives (redis_seam.ts): an instance
  * killed, Redis restarted empty, a connection killed with CLIENT KILL, a
- * stalled instance, and a UDP server in the same room. Each test starts its
+ * stalled instance (behind the stream, or reaped while alive), an instance
+ * that dies while Redis is away, and a UDP server in the same room. Each test starts its
  * own `redis-server` on a free loopback port, persistence off, and shortens
  * the seam's timings through its options (the defaults notice a dead
  * instance in about 15 s).
@@ -317,6 +318,178 @@ Deno.test({
       );
     } finally {
       for (const client of [alice, witness, sam]) client[Symbol.dispose]();
+    }
+  },
+});
+
+/** Who `/list` shows (its lines among `lines`), as `id name instance`, sorted. */
+function who(lines: string[]): string[] {
+  return lines.filter((line) => line.startsWith("* id=")).map((line) => {
+    const [, id, name, instance] = /^\* id=(\d+) name=(\S+) .* instance=(\d+)$/.exec(line)!;
+    return `${id} ${name} ${instance}`;
+  }).sort();
+}
+
+Deno.test({
+  name:
+    "Redis room: an instance stalled past the TTL (SIGSTOP) is reaped, and on SIGCONT registers its members again: /list agrees everywhere, a name taken meanwhile falls back to the default",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using redis = await startRedis();
+    await using a = await instance(redis, "test", FAST);
+    await using stalled = await spawnInstance(redis, "test", {
+      ttlMs: FAST.heartbeatTtlMs,
+      everyMs: FAST.reapIntervalMs,
+      maxLength: 1000,
+    });
+    const alice = await join(a);
+    const bob = await join(a);
+    const kate = await connectTo(stalled.port);
+    const kit = await connectTo(stalled.port);
+    try {
+      await kate.send("/nick kate\n");
+      await within(5_000, "kate named", alice.until(/^\* user\d+ is now kate$/));
+      await kit.send("/nick kit\n");
+      await within(5_000, "kit named", alice.until(/^\* user\d+ is now kit$/));
+      await within(5_000, "kate sees kit named", kate.until(/^\* user\d+ is now kit$/));
+      assert.equal((await list(alice)).at(-1), "* 4 clients");
+
+      stalled.child.kill("SIGSTOP");
+      const cause = `instance ${stalled.instance} lost`;
+      const gone = new Set<string>();
+      await within(
+        5_000,
+        "kate's and kit's leaves on a",
+        readUntil(alice, (line) => {
+          const name = new RegExp(`^\\* (kate|kit) left \\(${cause}\\)$`).exec(line)?.[1];
+          if (name !== undefined) gone.add(name);
+          return gone.size === 2;
+        }),
+      );
+      // Meanwhile bob takes the name kit, freed by the reaper.
+      await bob.send("/nick kit\n");
+      await within(5_000, "bob is kit", bob.until(/^\* user\d+ is now kit$/));
+
+      stalled.child.kill("SIGCONT");
+      const resumedAt = performance.now();
+      await within(5_000, "kit told", kit.until("ERR name taken: kit"));
+      const fallback = /^\* kit is now (user\d+)$/.exec(
+        await within(5_000, "kit renamed", kit.until(/^\* kit is now /)),
+      )![1];
+      const back = new Set<string>();
+      const seen = await within(
+        5_000,
+        "kate and kit join a again",
+        readUntil(alice, (line) => {
+          if (line === "* kate joined" || line === `* ${fallback} joined`) back.add(line);
+          return back.size === 2;
+        }),
+      );
+      const ms = Math.round(performance.now() - resumedAt);
+      assert.ok(!seen.some((line) => line.includes(" left ")), seen.join(" | "));
+      await within(
+        5_000,
+        "logged",
+        stalled.waitLog((l) => l.includes("was taken for dead: registering its members again")),
+      );
+
+      // One room again: every instance lists the same four members.
+      const onA = who(await list(alice));
+      const onStalled = await list(kate);
+      assert.equal(onA.length, 4, onA.join("\n"));
+      assert.deepEqual(who(onStalled), onA);
+      assert.ok(onA.some((line) => line.endsWith(` kit ${a.seam.instance}`)), "bob is kit");
+      assert.ok(onA.some((line) => line.endsWith(` ${fallback} ${stalled.instance}`)));
+      // kate never saw her own instance's members leave.
+      assert.ok(!onStalled.some((line) => line.includes(" left ")), onStalled.join(" | "));
+
+      await kate.send("你好 after the stall\n");
+      assert.equal(
+        await within(5_000, "kate to a", alice.until(/after the stall$/)),
+        "<kate> 你好 after the stall",
+      );
+      await alice.send("back to you 👋🏽\n");
+      for (const client of [kate, kit]) {
+        assert.match(
+          await within(5_000, "a to the stalled one", client.until(/back to you/)),
+          /^<user\d+> back to you 👋🏽$/,
+        );
+      }
+
+      // Registered again, it is reaped again when it dies: no ghost.
+      stalled.child.kill("SIGKILL");
+      const left = new Set<string>();
+      await within(
+        5_000,
+        "the leaves after the kill",
+        readUntil(bob, (line) => {
+          if (line.endsWith(`left (${cause})`)) left.add(line);
+          return left.has(`* kate left (${cause})`) && left.has(`* ${fallback} left (${cause})`);
+        }),
+      );
+      assert.equal((await list(bob)).at(-1), "* 2 clients");
+      console.log(
+        `a stalled instance reaped while alive: its members were back everywhere ${ms} ms after SIGCONT (TTL 1000 ms)`,
+      );
+    } finally {
+      for (const client of [alice, bob, kate, kit]) client[Symbol.dispose]();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "Redis room: an instance that dies while Redis is down, Redis back empty: no ghost in the survivors' /list",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using redis = await startRedis();
+    await using a = await instance(redis, "test", FAST);
+    await using b = await instance(redis, "test", FAST);
+    await using doomed = await spawnInstance(redis, "test", {
+      ttlMs: FAST.heartbeatTtlMs,
+      everyMs: FAST.reapIntervalMs,
+      maxLength: 1000,
+    });
+    const alice = await join(a);
+    const bob = await join(b);
+    const kate = await connectTo(doomed.port);
+    try {
+      await kate.send("/nick kate\n");
+      await within(5_000, "kate named, seen on a", alice.until(/^\* user\d+ is now kate$/));
+      await within(5_000, "kate named, seen on b", bob.until(/^\* user\d+ is now kate$/));
+      assert.equal((await list(alice)).at(-1), "* 3 clients");
+
+      await redis.stop();
+      for (const client of [alice, bob]) {
+        await within(5_000, "the outage told", client.until(/^\* room unavailable: /));
+      }
+      doomed.child.kill("SIGKILL");
+      await within(5_000, "the doomed instance exits", doomed.child.status);
+      await redis.start();
+      const startedAt = performance.now();
+      for (const [server, client] of [[a, alice], [b, bob]] as const) {
+        await within(10_000, "back, told", client.until("* room available again"));
+        await within(
+          5_000,
+          "the registry read back",
+          server.waitLog((l) => l.startsWith("redis: read the room's 2 members from the registry")),
+        );
+      }
+      const ms = Math.round(performance.now() - startedAt);
+      for (const client of [alice, bob]) {
+        const seen = await list(client);
+        assert.equal(seen.at(-1), "* 2 clients", seen.join("\n"));
+        assert.ok(!seen.some((line) => line.includes("name=kate")), "no ghost");
+      }
+      await alice.send("still one room\n");
+      assert.match(await within(5_000, "a to b", bob.until(/still one room$/)), /^<user\d+> /);
+      await bob.send("/nick kate\n");
+      await within(5_000, "the name is free", bob.until(/^\* user\d+ is now kate$/));
+      console.log(`Redis back empty, a dead instance's member gone from /list in ${ms} ms`);
+    } finally {
+      for (const client of [alice, bob, kate]) client[Symbol.dispose]();
     }
   },
 });

@@ -863,7 +863,7 @@ Deno.test({
     try {
       // The terminal ends lines with "\r\n"; the prompt (terminal.ts) redraws
       // itself around each line with cursor movements, which are taken out.
-      const cursorMoves = new RegExp("\\x1b\\[[0-9;]*[A-Za-z]", "g");
+      const cursorMoves = new RegExp(`${String.fromCharCode(0x1b)}\\[[0-9;]*[A-Za-z]`, "g");
       const shown = (text: string) => (line: string) =>
         line.replace(cursorMoves, "").replace(/\r$/, "").endsWith(text);
       await within(10_000, "the welcome", client.stdout.until(shown(say.welcome("user1"))));
