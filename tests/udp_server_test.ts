@@ -5,32 +5,13 @@ import {
   ONE_LINE_PER_DATAGRAM,
   startUdpServer,
   type UdpServer,
-  type UdpServerOptions,
 } from "../udp_server.ts";
 import { say } from "../protocol.ts";
 import { NEEDS_SPAWN, runScript, startScriptServer, within } from "./util.ts";
 import { filled, TestPeer } from "./udp_util.ts";
-import { WatchedLog } from "./bound_util.ts";
+import { withUdpServer as withServer } from "./bound_util.ts";
 
 const encoder = new TextEncoder();
-
-/**
- * Runs `body` with a server on 127.0.0.1 port 0 whose log it can wait on
- * (`log.waitFor`, `log.waitForCount`; every line in `log.lines`), and shuts
- * it down afterwards.
- */
-async function withServer(
-  options: UdpServerOptions,
-  body: (server: UdpServer, log: WatchedLog) => Promise<void>,
-): Promise<void> {
-  const log = new WatchedLog();
-  const server = startUdpServer({ host: "127.0.0.1", port: 0, log: log.line, ...options });
-  try {
-    await body(server, log);
-  } finally {
-    await server.shutdown();
-  }
-}
 
 /** A peer that joins the chat as `name` and reads its welcome. */
 async function joinAs(server: UdpServer, name: string): Promise<TestPeer> {
