@@ -48,7 +48,7 @@ const LOAD_BOUND_CPU_PCT = 95;
 /** At or above this, other processes on the machine were busy enough to disturb the run. */
 const BUSY_MACHINE_CPU_PCT = 10;
 /** The whole run stops starting new measurements after this. */
-const TIME_BUDGET_MS = 340_000;
+const TIME_BUDGET_MS = 400_000;
 /** Disturbed runs are repeated only before this, leaving time for the rest. */
 const RETRY_BUDGET_MS = 240_000;
 const SERVER_READY_TIMEOUT_MS = 10_000;
@@ -143,9 +143,22 @@ interface MicroRow {
 }
 
 const DENO = Deno.execPath();
+// The least a Deno program can do for each job (issue 15): netchat's "/ floor"
+// column is its rate over these, measured in the same run.
+const ECHO_FLOOR: ServerSpec = {
+  id: "deno-floor",
+  command: [DENO, "run", "--allow-net", `${BENCH_DIR}echo_deno_floor.ts`, "PORT"],
+  readyLine: /^listening/,
+};
+const CHAT_FLOOR: ServerSpec = {
+  id: "deno-floor",
+  command: [DENO, "run", "--allow-net", `${BENCH_DIR}chat_deno_floor.ts`, "PORT"],
+  readyLine: /^listening/,
+};
 const ECHO_SERVERS: ServerSpec[] = [
   { id: "c", command: [`${BUILD_DIR}echo_epoll`, "PORT"], readyLine: /^listening/ },
   { id: "node", command: ["node", `${BENCH_DIR}echo_node.mjs`, "PORT"], readyLine: /^listening/ },
+  ECHO_FLOOR,
   {
     id: "netchat",
     command: [DENO, "run", "--allow-net", `${ROOT}server.ts`, "--port", "PORT", "--mode", "echo"],
@@ -307,7 +320,7 @@ const SCENARIOS: Scenario[] = [
     title: "chat-fanout, 1 sender to 100 receivers (chat)",
     unit: "delivered/s",
     loadArgs: ["-m", "chat-fanout", "-K", "100"],
-    servers: [CHAT_C, CHAT_NODE, CHAT_NCAT, CHAT_NETCHAT],
+    servers: [CHAT_C, CHAT_NODE, CHAT_NCAT, CHAT_FLOOR, CHAT_NETCHAT],
     baseline: "ncat",
     target: 1.0,
     p99NoWorse: true,
@@ -991,8 +1004,13 @@ function summaryTable(scenarios: ScenarioResult[], idle: IdleRow[]): string {
   const rows: string[][] = [];
   for (const scenario of scenarios) {
     const baseline = scenario.rows.find((row) => row.server === scenario.baseline)?.best;
+    const floor = scenario.rows.find((row) => row.server === "deno-floor")?.best;
     for (const row of scenario.rows) {
       const best = row.best;
+      // netchat's rate over the Deno floor's, where the scenario has one (issue 15).
+      const overFloor = row.server === "netchat" && best && floor
+        ? `${(num(best, "rate") / num(floor, "rate")).toFixed(2)}x`
+        : "";
       const loadBound = num(best, "lg_cpu_pct") >= LOAD_BOUND_CPU_PCT;
       let ratio = "";
       if (best && baseline) ratio = `${(num(best, "rate") / num(baseline, "rate")).toFixed(2)}x`;
@@ -1027,10 +1045,12 @@ function summaryTable(scenarios: ScenarioResult[], idle: IdleRow[]): string {
         best ? String(best.srv_cpu_pct) : "-",
         best ? `${best.lg_cpu_pct}${loadBound ? " *" : ""}` : "-",
         ratio,
+        overFloor,
         notes,
       ]);
     }
   }
+  const idleFloor = idle.find((row) => row.server === "deno-floor");
   for (const row of idle) {
     const ok = row.status === "ok";
     const verdict = row.server === "netchat" && ok
@@ -1047,12 +1067,18 @@ function summaryTable(scenarios: ScenarioResult[], idle: IdleRow[]): string {
       "-",
       "-",
       "",
+      row.server === "netchat" && ok && idleFloor?.status === "ok"
+        ? `${(row.kbPerConnection! / idleFloor.kbPerConnection!).toFixed(2)}x`
+        : "",
       [ok ? `RSS ${row.rssBeforeKb} -> ${row.rssAfterKb} KB` : row.status, row.note ?? "", verdict]
         .filter(Boolean).join("; "),
     ]);
   }
   return markdownTable(
-    ["scenario", "server", "rate", "p50 µs", "p99 µs", "srv CPU %", "lg CPU %", "ratio", "notes"],
+    [
+      ...["scenario", "server", "rate", "p50 µs", "p99 µs", "srv CPU %", "lg CPU %", "ratio"],
+      ...["/ floor", "notes"],
+    ],
     rows,
   );
 }
