@@ -21,7 +21,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { type Mode, readFlagFile, RuntimeError, UsageError } from "./cli.ts";
 import { hasControlCharacters, MAX_MESSAGE_BYTES } from "./line_buffer.ts";
-import { MAX_PASSWORD_TRIES, PASS_COMMAND } from "./protocol.ts";
+import { MAX_PASSWORD_TRIES, PASS_COMMAND, say } from "./protocol.ts";
 import { addressKey, formatIp, peerIp } from "./access.ts";
 
 /** The longest password, in UTF-8 bytes: `/pass PASSWORD` must fit in one 255-byte message. */
@@ -151,9 +151,7 @@ export interface Lockout {
  */
 export function lockoutLine(lockout: Lockout): string {
   const from = lockout.full ? "lately (from too many addresses)" : `from ${lockout.key}`;
-  return `ERR too many wrong passwords ${from}: try again in ${
-    Math.max(1, Math.ceil(lockout.retryMs / 1000))
-  } s`;
+  return say.lockedOut(from, Math.max(1, Math.ceil(lockout.retryMs / 1000)));
 }
 
 /** What a `/pass` comes to: in, wrong (the address's tries so far), or not checked. */

@@ -47,14 +47,28 @@ import {
   UsageError,
   withNetErrors,
 } from "./cli.ts";
-import { nameError, ownNameFrom, parseCommand, PASS_COMMAND, say } from "./protocol.ts";
+import {
+  HOLE,
+  linePrefix,
+  MAX_PASSWORD_TRIES,
+  nameError,
+  ownNameFrom,
+  parseCommand,
+  PASS_COMMAND,
+  say,
+} from "./protocol.ts";
 import type { Prompt } from "./terminal.ts";
 
 // The first line of a netchat server that turns a client away: full, or not
-// for its address (protocol.ts: say.serverFull, notAllowed, tooManyFromAddress).
-const TURNED_AWAY = /^ERR (server full|not allowed from |too many clients from )/;
+// for its address. Recognised by the fixed text of protocol.ts's own lines.
+const TURNED_AWAY = [
+  linePrefix(say.serverFull),
+  linePrefix(say.notAllowed),
+  linePrefix(say.tooManyFromAddress(HOLE, 0, "client")),
+];
 // Lines after which coming back would only be refused again: --reconnect stops.
-const FOR_GOOD = /^ERR (not allowed from |too many wrong passwords|wrong password .*: closing)/;
+const FOR_GOOD = [say.notAllowed, say.lockedOut].map(linePrefix);
+const LAST_WRONG_PASSWORD = say.lastWrongPassword(MAX_PASSWORD_TRIES, "closing");
 
 const USAGE = `Usage: deno run --allow-net client.ts [options]
 
@@ -231,8 +245,15 @@ export async function runSession(
         }
         const text = toDisplayText(frame);
         // A netchat server that turns us away says so first, then closes.
-        if (linesShown++ === 0 && TURNED_AWAY.test(text)) turnedAway = true;
-        if (text === say.kicked || FOR_GOOD.test(text)) final = true;
+        if (linesShown++ === 0 && TURNED_AWAY.some((start) => text.startsWith(start))) {
+          turnedAway = true;
+        }
+        if (
+          text === say.kicked || text === LAST_WRONG_PASSWORD ||
+          FOR_GOOD.some((start) => text.startsWith(start))
+        ) {
+          final = true;
+        }
         const name = ownNameFrom(text, state.name);
         if (name !== undefined && name !== state.name) {
           state.name = name;
@@ -620,11 +641,10 @@ export async function main(args: string[]): Promise<number> {
   // room's lines printed above it. Pipes and files are read as they are.
   let prompt: Prompt | undefined;
   if (!flags["listen-only"] && Deno.stdin.isTerminal() && stdout.isTerminal()) {
-    // Loaded only here: piped runs need neither readline nor node:process.
+    // Loaded only here: piped runs need neither readline nor node:process (terminal.ts).
     const { asTheRoomShows, Prompt } = await import("./terminal.ts");
-    const { default: process } = await import("node:process");
     let interrupts = 0;
-    prompt = new Prompt({ input: process.stdin, output: process.stdout, errors: process.stderr }, {
+    prompt = Prompt.onTerminal({
       typed: (line, messages) => {
         // After /quit nothing more is sent: the prompt goes, so nothing typed seems sent.
         if (parseCommand(line)?.name === "/quit") queueMicrotask(() => prompt!.close());

@@ -131,20 +131,43 @@ let noticeKeysMade: Set<string> | undefined;
  */
 function noticeKeys(): Set<string> {
   if (noticeKeysMade !== undefined) return noticeKeysMade;
-  const hole = "\u0001";
-  const lines: string[] = [];
-  for (const value of Object.values(say)) {
-    if (typeof value === "string") lines.push(value);
-    else if (typeof value === "function") {
-      lines.push((value as (...args: string[]) => string)(hole, hole, hole));
-    }
-  }
   noticeKeysMade = new Set();
-  for (const line of lines) {
-    const word = /^\* (\S+)/.exec(line)?.[1];
-    if (word !== undefined && !word.includes(hole)) noticeKeysMade.add(nameKey(word));
+  for (const value of Object.values(say)) {
+    if (typeof value !== "string" && typeof value !== "function") continue;
+    const word = /^\* (\S+)/.exec(withHoles(value))?.[1];
+    if (word !== undefined && !word.includes(HOLE)) noticeKeysMade.add(nameKey(word));
   }
   return noticeKeysMade;
+}
+
+/** What {@linkcode withHoles} puts where a line's arguments go: in no line the servers send. */
+export const HOLE = "\u0001";
+
+/**
+ * A line of {@linkcode say} with {@linkcode HOLE} in place of each of its
+ * arguments (a fixed line as it is): the fixed text around them is how a
+ * client recognises the line, and it can never drift from what the server
+ * sends.
+ *
+ * @example
+ * ```ts
+ * import { HOLE, say, withHoles } from "./protocol.ts";
+ * withHoles(say.notAllowed).split(HOLE)[0]; // "ERR not allowed from "
+ * ```
+ */
+export function withHoles(line: string | ((...args: never[]) => string)): string {
+  return typeof line === "string"
+    ? line
+    : (line as (...args: string[]) => string)(HOLE, HOLE, HOLE);
+}
+
+/**
+ * The fixed text a line of {@linkcode say} begins with, before its first
+ * argument: of the line with holes, or of one already filled in part
+ * (`say.tooManyFromAddress(HOLE, 0, "client")`).
+ */
+export function linePrefix(line: string | ((...args: never[]) => string)): string {
+  return withHoles(line).split(HOLE)[0];
 }
 
 /**
@@ -378,6 +401,9 @@ export const say = {
   lastWrongPassword: (max: number, then: string) =>
     `ERR wrong password (${max} of ${max} tries): ${then}`,
   alreadyIn: "* no password needed: you are in",
+  /** A password not checked: `from` is `from ADDRESS`, or why not from one (auth.ts). */
+  lockedOut: (from: string, seconds: number) =>
+    `ERR too many wrong passwords ${from}: try again in ${seconds} s`,
   // A room shared over Redis (redis_seam.ts) while Redis cannot be reached.
   notSent: "ERR room unavailable: line not sent",
   nameNotChanged: "ERR room unavailable: name not changed",
@@ -422,7 +448,7 @@ export function ownLine(name: string, line: string): string | undefined {
 }
 
 // The welcome line around the name it gives: "* welcome, you are " and " (type ...)".
-const [WELCOME_BEFORE, WELCOME_AFTER] = (() => say.welcome("\0").split("\0"))();
+const [WELCOME_BEFORE, WELCOME_AFTER] = withHoles(say.welcome).split(HOLE);
 
 /**
  * The client's own name as a netchat server tells it: the name in the

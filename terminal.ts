@@ -8,6 +8,7 @@
  *
  * @module
  */
+import process from "node:process";
 import * as readline from "node:readline";
 import { decodeUtf8, MAX_MESSAGE_BYTES, splitMessage } from "./line_buffer.ts";
 import { ownLine } from "./protocol.ts";
@@ -90,6 +91,14 @@ export class Prompt {
       this.#end();
     });
     this.#rl.prompt();
+  }
+
+  /** A prompt on this process's own terminal: stdin, stdout, and stderr for status lines. */
+  static onTerminal(handlers: PromptHandlers): Prompt {
+    return new Prompt(
+      { input: process.stdin, output: process.stdout, errors: process.stderr },
+      handlers,
+    );
   }
 
   /** Shows the name the room knows us by in the prompt (`alice> `). */

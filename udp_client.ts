@@ -630,13 +630,8 @@ export async function main(args: string[]): Promise<number> {
   let prompt: import("./terminal.ts").Prompt | undefined;
   if (joining && interactive && Deno.stdout.isTerminal()) {
     const { asTheRoomShows, Prompt } = await import("./terminal.ts");
-    const { default: process } = await import("node:process");
     let name: string | undefined;
-    const shown = new Prompt({
-      input: process.stdin,
-      output: process.stdout,
-      errors: process.stderr,
-    }, {
+    const shown = Prompt.onTerminal({
       typed: (line, messages) => {
         if (parseCommand(line)?.name === "/quit") queueMicrotask(() => shown.close());
         return asTheRoomShows(name, messages);
