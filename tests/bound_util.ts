@@ -13,7 +13,7 @@
  */
 import net from "node:net";
 import { startUdpServer, type UdpServer, type UdpServerOptions } from "../udp_server.ts";
-import { LineReader } from "./util.ts";
+import { LineReader, WatchedLog } from "./util.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -208,42 +208,6 @@ export class TempDir {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await run("rm", ["-rf", "--", this.path]);
-  }
-}
-
-/** A log whose lines a test can wait for: pass `watched.line` as a server's `log`. */
-export class WatchedLog {
-  readonly lines: string[] = [];
-  #waiters: { match: (line: string) => boolean; resolve: (line: string) => void }[] = [];
-
-  line = (text: string): void => {
-    this.lines.push(text);
-    this.#waiters = this.#waiters.filter((waiter) => {
-      if (!waiter.match(text)) return true;
-      waiter.resolve(text);
-      return false;
-    });
-  };
-
-  /** Resolves with the first line, past or future, that matches. */
-  waitFor(match: string | RegExp | ((line: string) => boolean)): Promise<string> {
-    const test = typeof match === "function"
-      ? match
-      : (line: string) => typeof match === "string" ? line === match : match.test(line);
-    const seen = this.lines.find(test);
-    if (seen !== undefined) return Promise.resolve(seen);
-    return new Promise((resolve) => this.#waiters.push({ match: test, resolve }));
-  }
-
-  /** Resolves once `count` lines have matched. */
-  async waitForCount(match: RegExp, count: number): Promise<string[]> {
-    while (true) {
-      const matching = this.lines.filter((line) => match.test(line));
-      if (matching.length >= count) return matching;
-      await new Promise<string>((resolve) =>
-        this.#waiters.push({ match: (line) => match.test(line), resolve })
-      );
-    }
   }
 }
 

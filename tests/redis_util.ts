@@ -13,6 +13,7 @@ import {
   type Script,
   TestClient,
   TestServer,
+  WatchedLog,
   within,
 } from "./util.ts";
 import assert from "node:assert/strict";
@@ -129,24 +130,24 @@ export async function spawnInstance(
     [redis.url, room, String(timings.ttlMs), String(timings.everyMs), String(timings.maxLength)],
     { serverLog: true },
   );
-  const log = new TestServerLog();
+  const log = new WatchedLog();
   const reading = (async () => {
     for (let line = await script.stdout.line(); line !== null; line = await script.stdout.line()) {
-      log.record(line);
+      log.line(line);
     }
   })();
   const listening = await within(
     20_000,
     "the instance listening",
-    log.waitLog((line) => line.startsWith("listening on ")),
+    log.waitFor((line) => line.startsWith("listening on ")),
   );
   const [, port, number] = /:(\d+) \(.* instance=(\d+)$/.exec(listening)!;
   return {
     port: Number(port),
     instance: Number(number),
     child: script.child,
-    logs: log.logs,
-    waitLog: (match) => log.waitLog(match),
+    logs: log.lines,
+    waitLog: (match) => log.waitFor(match),
     async [Symbol.asyncDispose]() {
       try {
         script.child.kill("SIGKILL");
@@ -158,27 +159,6 @@ export async function spawnInstance(
       await within(5_000, "instance output", Promise.all([reading, script.stderr.rest()]));
     },
   };
-}
-
-/** Log lines that can be awaited (the log of a spawned instance). */
-class TestServerLog {
-  logs: string[] = [];
-  #waiters: { match: (line: string) => boolean; resolve: (line: string) => void }[] = [];
-
-  record(line: string): void {
-    this.logs.push(line);
-    this.#waiters = this.#waiters.filter((waiter) => {
-      if (!waiter.match(line)) return true;
-      waiter.resolve(line);
-      return false;
-    });
-  }
-
-  waitLog(match: (line: string) => boolean): Promise<string> {
-    const seen = this.logs.find(match);
-    if (seen !== undefined) return Promise.resolve(seen);
-    return new Promise((resolve) => this.#waiters.push({ match, resolve }));
-  }
 }
 
 /** A chat client of a server on 127.0.0.1 `port`, its welcome read. */

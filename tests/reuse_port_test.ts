@@ -12,7 +12,16 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { bytes, LineReader, NEEDS_SPAWN, ROOT, runScript, type Script, within } from "./util.ts";
+import {
+  bytes,
+  LineReader,
+  NEEDS_SPAWN,
+  ROOT,
+  runScript,
+  type Script,
+  WatchedLog,
+  within,
+} from "./util.ts";
 
 /** Every wait here is for something broken code would never do: it fails after this. */
 const WAIT_MS = 10_000;
@@ -32,8 +41,7 @@ const test = (name: string, fn: () => Promise<void>) =>
 class ServerProcess implements AsyncDisposable {
   readonly script: Script;
   readonly port: number;
-  readonly logs: string[] = [];
-  #waiters: { match: (line: string) => boolean; resolve: (line: string) => void }[] = [];
+  readonly #log = new WatchedLog();
   #reading?: Promise<void>;
   #stopped?: Promise<{ code: number; stderr: string[] }>;
 
@@ -74,20 +82,18 @@ class ServerProcess implements AsyncDisposable {
     while (true) {
       const line = await this.script.stdout.line();
       if (line === null) return;
-      this.logs.push(line);
-      this.#waiters = this.#waiters.filter((waiter) => {
-        if (!waiter.match(line)) return true;
-        waiter.resolve(line);
-        return false;
-      });
+      this.#log.line(line);
     }
+  }
+
+  /** Every log line so far. */
+  get logs(): string[] {
+    return this.#log.lines;
   }
 
   /** The first log line, past or future, that `match` accepts (unbounded: wrap it in `within`). */
   waitLog(match: (line: string) => boolean): Promise<string> {
-    const seen = this.logs.find(match);
-    if (seen !== undefined) return Promise.resolve(seen);
-    return new Promise((resolve) => this.#waiters.push({ match, resolve }));
+    return this.#log.waitFor(match);
   }
 
   /** Stops it with SIGTERM: its exit code and what it wrote on stderr. */

@@ -237,11 +237,46 @@ export async function finish(script: Script): Promise<Deno.CommandStatus> {
 
 // ---- an in-process TCP server and its clients
 
+/** A log whose lines a test can wait for: pass `watched.line` as a server's `log`. */
+export class WatchedLog {
+  readonly lines: string[] = [];
+  #waiters: { match: (line: string) => boolean; resolve: (line: string) => void }[] = [];
+
+  line = (text: string): void => {
+    this.lines.push(text);
+    this.#waiters = this.#waiters.filter((waiter) => {
+      if (!waiter.match(text)) return true;
+      waiter.resolve(text);
+      return false;
+    });
+  };
+
+  /** Resolves with the first line, past or future, that matches. */
+  waitFor(match: string | RegExp | ((line: string) => boolean)): Promise<string> {
+    const test = typeof match === "function"
+      ? match
+      : (line: string) => typeof match === "string" ? line === match : match.test(line);
+    const seen = this.lines.find(test);
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise((resolve) => this.#waiters.push({ match: test, resolve }));
+  }
+
+  /** Resolves once `count` lines have matched. */
+  async waitForCount(match: RegExp, count: number): Promise<string[]> {
+    while (true) {
+      const matching = this.lines.filter((line) => match.test(line));
+      if (matching.length >= count) return matching;
+      await new Promise<string>((resolve) =>
+        this.#waiters.push({ match: (line) => match.test(line), resolve })
+      );
+    }
+  }
+}
+
 /** A server whose log lines can be awaited. */
 export class TestServer {
   server: Server;
-  logs: string[] = [];
-  #waiters: { match: (line: string) => boolean; resolve: (line: string) => void }[] = [];
+  readonly #log = new WatchedLog();
 
   /** Starts a plain server on 127.0.0.1, port 0; or wraps `running`, whose log goes to `record`. */
   constructor(options: ServerOptions = {}, running?: Server) {
@@ -268,12 +303,12 @@ export class TestServer {
 
   /** Keeps a log line of the server and wakes whoever waits for it. */
   record(line: string): void {
-    this.logs.push(line);
-    this.#waiters = this.#waiters.filter((waiter) => {
-      if (!waiter.match(line)) return true;
-      waiter.resolve(line);
-      return false;
-    });
+    this.#log.line(line);
+  }
+
+  /** Every log line so far. */
+  get logs(): string[] {
+    return this.#log.lines;
   }
 
   get port(): number {
@@ -282,9 +317,7 @@ export class TestServer {
 
   /** Resolves with the first log line, past or future, that matches. */
   waitLog(match: (line: string) => boolean): Promise<string> {
-    const seen = this.logs.find(match);
-    if (seen !== undefined) return Promise.resolve(seen);
-    return new Promise((resolve) => this.#waiters.push({ match, resolve }));
+    return this.#log.waitFor(match);
   }
 
   async connect(): Promise<TestClient> {
