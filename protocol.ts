@@ -404,6 +404,12 @@ export const say = {
   /** A password not checked: `from` is `from ADDRESS`, or why not from one (auth.ts). */
   lockedOut: (from: string, seconds: number) =>
     `ERR too many wrong passwords ${from}: try again in ${seconds} s`,
+  // A room shared over Redis (redis_seam.ts): to this process's members when
+  // its link to Redis goes and comes back, and when it fell behind the stream.
+  roomDown: "* room unavailable: reconnecting to Redis (lines wait, up to a bound)",
+  roomBack: "* room available again",
+  missedEvents: (missed: number, instance: number) =>
+    `* ${missed} room events of instance ${instance} were missed here (this instance fell behind)`,
   // A room shared over Redis (redis_seam.ts) while Redis cannot be reached.
   notSent: "ERR room unavailable: line not sent",
   nameNotChanged: "ERR room unavailable: name not changed",

@@ -75,7 +75,7 @@
  * @module
  */
 import type { RoomEvent, RoomSeam } from "./room.ts";
-import { defaultName, nameKey } from "./protocol.ts";
+import { defaultName, nameKey, say } from "./protocol.ts";
 import { errorText, maskRedisUrl } from "./cli.ts";
 
 type RedisModule = typeof import("npm:redis@4.7.0");
@@ -556,11 +556,7 @@ export class RedisSeam implements RoomSeam {
       if (last !== undefined && seq > last + 1) {
         const missed = seq - last - 1;
         this.#log(`redis: missed ${missed} events of instance ${from} (trimmed from the stream)`);
-        this.#apply!({
-          kind: "notice",
-          text: `${missed} room events of instance ${from} were missed here ` +
-            "(this instance fell behind)",
-        });
+        this.#apply!({ kind: "notice", line: say.missedEvents(missed, from) });
         // Joins, leaves or renames may be among them: who is in the room is read again.
         this.#resync("after a gap");
       }
@@ -713,10 +709,7 @@ export class RedisSeam implements RoomSeam {
     if (this.#closed || this.#down) return;
     this.#down = true;
     this.#log(`redis: lost ${this.#where} (${errorText(error)}); reconnecting`);
-    this.#apply?.({
-      kind: "notice",
-      text: "room unavailable: reconnecting to Redis (lines wait, up to a bound)",
-    });
+    this.#apply?.({ kind: "notice", line: say.roomDown });
   }
 
   /**
@@ -731,7 +724,7 @@ export class RedisSeam implements RoomSeam {
     if (!this.#down || this.#closed || !this.#client.isReady || !this.#reader.isReady) return;
     this.#down = false;
     this.#log(`redis: reconnected to ${this.#where}`);
-    this.#apply?.({ kind: "notice", text: "room available again" });
+    this.#apply?.({ kind: "notice", line: say.roomBack });
     // The highest number this instance took from the counter: its own, or a block of ids.
     const highest = Math.max(this.instance, this.#block, this.#spareBlock ?? 0);
     try {

@@ -137,8 +137,8 @@ export type RoomEvent =
   | { kind: "leave"; member: MemberRef; cause: string }
   | { kind: "rename"; member: MemberRef; from: string }
   | { kind: "kick"; id: number }
-  /** From the seam to this process's members alone (Redis lost, or back): `* text`. */
-  | { kind: "notice"; text: string }
+  /** From the seam to this process's members alone (Redis lost, or back): a line of `say`. */
+  | { kind: "notice"; line: string }
   /**
    * From the seam alone, after it missed events: every member of the room
    * as its registry holds them now (seeded joins). The other processes'
@@ -640,8 +640,8 @@ export class Room {
         return;
       }
       case "notice":
-        this.#log(`* ${event.text}`);
-        return this.#deliverAll(encodeLine(`* ${event.text}`));
+        this.#log(event.line);
+        return this.#deliverAll(encodeLine(event.line));
       case "members":
         this.#remote.clear();
         this.#remoteByName.clear();

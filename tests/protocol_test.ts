@@ -532,7 +532,7 @@ Deno.test("ownNameFrom follows the welcome and our own renames, not others' line
 
 Deno.test("nameError reserves the first word of every notice that does not begin with a name", () => {
   // A member named "kicked" could forge "* kicked by server" with "/me by server".
-  for (const line of [say.kicked, say.idle, say.bye, say.alreadyNamed("x")]) {
+  for (const line of [say.kicked, say.idle, say.bye, say.alreadyNamed("x"), say.roomDown]) {
     const word = line.split(" ")[1];
     assert.equal(nameError(word), `ERR name reserved: ${word}`, line);
     assert.equal(nameError(word.toUpperCase()), `ERR name reserved: ${word.toUpperCase()}`, line);
