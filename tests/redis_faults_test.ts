@@ -71,9 +71,16 @@ Deno.test({
         );
       }
       const ms = Math.round(performance.now() - killedAt);
-      const reapers = [a, b].filter((x) =>
-        x.logs.some((line) => line.includes(`instance ${doomed.instance} stopped its heartbeat`))
+      // The reaper logs once its script has returned, which may be after the
+      // leaves it wrote have reached the clients: wait for the line.
+      const reaped = (line: string) =>
+        line.includes(`instance ${doomed.instance} stopped its heartbeat`);
+      await within(
+        5_000,
+        "the reaper's log line",
+        Promise.race([a.waitLog(reaped), b.waitLog(reaped)]),
       );
+      const reapers = [a, b].filter((x) => x.logs.some(reaped));
       assert.equal(reapers.length, 1, "one instance reaped it");
 
       // A line from b after the leaves: alice reads up to it, and no second leave came.
@@ -394,9 +401,21 @@ Deno.test({
         stalled.waitLog((l) => l.includes("was taken for dead: registering its members again")),
       );
 
-      // One room again: every instance lists the same four members.
-      const onA = who(await list(alice));
-      const onStalled = await list(kate);
+      // One room again: every instance lists the same four members. The
+      // resumed instance may still be reading what it missed (bob's rename):
+      // ask both again, a /list round trip each, until they agree.
+      let onA = who(await list(alice));
+      let onStalled = await list(kate);
+      await within(
+        5_000,
+        "the lists agree",
+        (async () => {
+          while (JSON.stringify(who(onStalled)) !== JSON.stringify(onA)) {
+            onA = who(await list(alice));
+            onStalled = await list(kate);
+          }
+        })(),
+      );
       assert.equal(onA.length, 4, onA.join("\n"));
       assert.deepEqual(who(onStalled), onA);
       assert.ok(onA.some((line) => line.endsWith(` kit ${a.seam.instance}`)), "bob is kit");

@@ -143,6 +143,9 @@ Deno.test({
     try {
       await alice.send("/nick alice\n");
       await within(5_000, "alice named", alice.until(/^\* user\d+ is now alice$/));
+      // The renamed member is told at once; the room hears it through the stream,
+      // where bob's rename could otherwise come first.
+      await within(5_000, "alice's rename at carol", carol.until(/^\* user\d+ is now alice$/));
       await bob.send("/nick bob\n");
       await within(5_000, "bob's rename seen on a", alice.until(/^\* user\d+ is now bob$/));
       await within(5_000, "bob's rename at carol", carol.until(/^\* user\d+ is now bob$/));
