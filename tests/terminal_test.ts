@@ -233,7 +233,11 @@ Deno.test("client.ts in a terminal: a line from the room never breaks the line b
   await bob.send("/nick bob\n");
   await bob.until(/is now bob$/);
   await bob.send("bob interrupting!\n");
-  let screen = await tmux.until("bob's line", (s) => s.includes("<bob> bob interrupting!"));
+  // The line and the redrawn prompt are separate writes: wait for the screen to settle.
+  let screen = await tmux.until(
+    "bob's line, then the prompt again",
+    (s) => s.includes("<bob> bob interrupting!") && s.at(-1)!.startsWith("alice>"),
+  );
   // The room's line is above; what alice typed is intact on the prompt line.
   assert.equal(screen.at(-1), "alice> I am typing a long sente");
   assert.ok(screen.indexOf("<bob> bob interrupting!") < screen.length - 1);
@@ -321,7 +325,10 @@ Deno.test("client.ts in a narrow terminal: lines arrive above a wrapped line, an
   await bob.send("/nick bob\n");
   await bob.until(/is now bob$/);
   await bob.send("msg 6 Z\n");
-  let screen = await tmux.until("bob's line", (s) => s.includes("<bob> msg 6 Z"));
+  let screen = await tmux.until(
+    "bob's line, then the prompt again",
+    (s) => s.includes("<bob> msg 6 Z") && s.at(-1) === "ice over",
+  );
   assert.deepEqual(screen.slice(-4), [
     "<bob> msg 6 Z",
     "carol> this is a line that wra",
@@ -365,7 +372,10 @@ Deno.test("udp_client.ts in a terminal: the same prompt; Ctrl-C leaves the room 
     await eve.send(server.addr, "/nick eve");
     assert.equal(await eve.next(), say.welcome("eve"));
     await eve.send(server.addr, "hello from eve");
-    const screen = await tmux.until("eve's line", (s) => s.includes("<eve> hello from eve"));
+    const screen = await tmux.until(
+      "eve's line, then the prompt again",
+      (s) => s.includes("<eve> hello from eve") && s.at(-1)!.startsWith("dora>"),
+    );
     assert.equal(screen.at(-1), "dora> half typed");
     await tmux.keys("-l", " and done");
     await tmux.keys("Enter");
