@@ -18,6 +18,7 @@ import {
   splitMessage,
   toDisplayText,
   utf8CutPoint,
+  wholeLinesEnd,
   writeAll,
 } from "../line_buffer.ts";
 
@@ -1125,6 +1126,71 @@ Deno.test("LineFramer.wholeLinesEnd() offers a block only of whole, short lines 
   const discarding = new LineFramer();
   discarding.push(encoder.encode("y".repeat(300)));
   assert.equal(discarding.wholeLinesEnd(encoder.encode("rest\nok\n")), 0);
+});
+
+/** wholeLinesEnd()'s rule, stated plainly: split at each "\n" and look at every line. */
+function referenceWholeLinesEnd(chunk: Uint8Array, maxLineBytes: number): number {
+  const end = chunk.lastIndexOf(0x0a) + 1;
+  let start = 0;
+  for (let i = 0; i < end; i++) {
+    if (chunk[i] === 0x0d) return 0;
+    if (chunk[i] !== 0x0a) continue;
+    if (i - start > maxLineBytes) return 0;
+    start = i + 1;
+  }
+  return end;
+}
+
+Deno.test("wholeLinesEnd() (WebAssembly up to 64 KiB, JavaScript beyond) follows its rule on random chunks", () => {
+  // A seeded generator, so a failure can be replayed.
+  let seed = 15;
+  const random = (below: number) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % below;
+  };
+  // Mostly text, with "\n" and "\r" and bytes on either side of them.
+  const alphabet = [0x61, 0x0a, 0x0d, 0x0b, 0x0c, 0x09, 0x8a, 0x8d, 0xc3, 0xa9, 0x00, 0xff];
+  const sizes = [0, 1, 15, 16, 17, 31, 32, 255, 256, 257, 4096, 65535, 65536, 65537, 70000];
+  let blocks = 0;
+  for (let round = 0; round < 3000; round++) {
+    const size = round < sizes.length ? sizes[round] : random(round % 50 === 0 ? 80_000 : 700);
+    const maxLineBytes = [1, 5, 16, 255, MAX_MESSAGE_BYTES, 64 * 1024][random(6)];
+    const chunk = new Uint8Array(size);
+    for (let i = 0; i < size; i++) chunk[i] = alphabet[random(alphabet.length)];
+    if (random(2) === 0) {
+      // Text with a "\n" every so often (now and then one gap too long) and
+      // seldom a "\r", so that long chunks pass too.
+      const gap = Math.min(maxLineBytes, 300) + 1;
+      for (let i = 0; i < size; i++) {
+        if (chunk[i] === 0x0a || chunk[i] === 0x0d) chunk[i] = 0x61;
+        if (random(gap) === 0 && random(200) !== 0) chunk[i] = 0x0a;
+        if (random(20_000) === 0) chunk[i] = 0x0d;
+      }
+      for (let i = 0; i < size; i += gap) chunk[i] = random(400) === 0 ? 0x61 : 0x0a;
+    }
+    const expected = referenceWholeLinesEnd(chunk, maxLineBytes);
+    if (expected > 0) blocks++;
+    assert.equal(wholeLinesEnd(chunk, maxLineBytes), expected, `round ${round}, ${size} bytes`);
+  }
+  assert.ok(blocks > 300, `only ${blocks} chunks had a block: the test lost its edge`);
+});
+
+Deno.test("wholeLinesEnd() finds \n and \r at every offset of a 16-byte block", () => {
+  for (let at = 0; at < 48; at++) {
+    const lines = new Uint8Array(64).fill(0x61);
+    lines[at] = 0x0a;
+    lines[63] = 0x0a;
+    // A line of `at` bytes, then one of 62 - at: both within a limit of 62.
+    assert.equal(wholeLinesEnd(lines, 62), 64, `\n at ${at}`);
+    assert.equal(wholeLinesEnd(lines, Math.max(at, 62 - at) - 1), 0, `too long, \n at ${at}`);
+    const withCr = lines.slice();
+    withCr[at === 0 ? 1 : at - 1] = 0x0d;
+    assert.equal(wholeLinesEnd(withCr, 62), 0, `\r near ${at}`);
+    // A "\r" after the last "\n" belongs to the next line: push()'s business.
+    const crAfter = lines.slice(0, at + 2);
+    crAfter[at + 1] = 0x0d;
+    assert.equal(wholeLinesEnd(crAfter, 62), at + 1, `\r after the last \n at ${at}`);
+  }
 });
 
 Deno.test("isValidUtf8() gives the same answers for long inputs, where it uses the native check", () => {
