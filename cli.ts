@@ -201,6 +201,21 @@ export function formatAddress(addr: Deno.Addr): string {
  */
 export function canonicalHost(hostname: string): string {
   if (!hostname.includes(":")) return hostname;
+  // A UDP server on :: spells every datagram's source: parse each address once.
+  let canonical = canonicalHosts.get(hostname);
+  if (canonical === undefined) {
+    if (canonicalHosts.size >= MAX_CANONICAL_HOSTS) canonicalHosts.clear();
+    canonical = canonicalIpv6(hostname);
+    canonicalHosts.set(hostname, canonical);
+  }
+  return canonical;
+}
+
+// IPv6 spellings already made canonical, at most this many (then forgotten at once).
+const MAX_CANONICAL_HOSTS = 1024;
+const canonicalHosts = new Map<string, string>();
+
+function canonicalIpv6(hostname: string): string {
   const zoneAt = hostname.indexOf("%");
   const address = zoneAt === -1 ? hostname : hostname.slice(0, zoneAt);
   let short: string;

@@ -223,23 +223,36 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
       // Handled one at a time, and what one datagram makes the room send is
       // sent before the next is read: the kernel's socket buffer is the only
       // queue of input, and it is bounded.
-      if (mode === "echo") await handleEcho(from, address, bytes);
-      else handleChat(from, address, bytes);
-      await outbox.idle();
+      if (mode === "echo") {
+        // The echo itself is awaited here, not in a function of its own: each
+        // async layer is a promise and a turn more per datagram (issue 15).
+        if (handleEcho(from, address, bytes)) await outbox.sendNow(from, bytes);
+      } else handleChat(from, address, bytes);
+      if (outbox.busy) await outbox.idle();
     }
   }
 
-  // Echo: a good datagram goes back byte for byte, "\n" or not; nothing else is sent.
-  async function handleEcho(from: Deno.NetAddr, address: string, bytes: Uint8Array) {
+  /**
+   * Echo: a good datagram goes back byte for byte, "\n" or not; nothing else
+   * is sent. True when `bytes` is to be sent back as it is (sendto, straight
+   * back to the address it came from: an echo is never larger than what came);
+   * otherwise the error is queued in the outbox.
+   */
+  function handleEcho(from: Deno.NetAddr, address: string, bytes: Uint8Array): boolean {
     const refusal = access.refusal(from.hostname);
-    if (refusal !== undefined) return answerStranger(from, address, refusal);
+    if (refusal !== undefined) {
+      answerStranger(from, address, refusal);
+      return false;
+    }
     const checked = checkDatagram(bytes);
     // An echo service answers every datagram, a bad one with its error (the
     // sweep over every size relies on it): like the echo itself, a reflector
     // by nature, which is why echo mode is for tests and tools, not a LAN.
-    if ("error" in checked) return refuse(from, address, bytes, checked.error);
-    // sendto: straight back to the address it came from (an echo is never larger than what came).
-    await outbox.sendNow(from, bytes);
+    if ("error" in checked) {
+      refuse(from, address, bytes, checked.error);
+      return false;
+    }
+    return true;
   }
 
   function handleChat(from: Deno.NetAddr, address: string, bytes: Uint8Array): void {
@@ -419,6 +432,11 @@ class Outbox {
       // One peer's bad address (or a closed socket at shutdown) must not stop the others.
       if (!this.#closed) this.#log(`send to ${formatAddress(to)} failed: ${errorText(error)}`);
     }
+  }
+
+  /** True while datagrams are queued or being sent. */
+  get busy(): boolean {
+    return this.#sending !== undefined;
   }
 
   /** Resolves when everything queued has been sent. */

@@ -317,6 +317,19 @@ Deno.test("canonicalHost() writes every spelling of one address the same way", (
   }
 });
 
+Deno.test("canonicalHost() stays right for more addresses than it remembers", () => {
+  // Three rounds over 3,000 sources: the remembered spellings fill up and are
+  // forgotten several times, and an address seen again is spelled as before.
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 3000; i++) {
+      const group = (i + 1).toString(16); // never 0, which "::" would take in
+      assert.equal(canonicalHost(`2001:0DB8:0:0:0:0:${group}:0001`), `2001:db8::${group}:1`);
+      const [high, low] = [(i >> 8) & 0xff, i & 0xff];
+      assert.equal(canonicalHost(`::ffff:10.0.${high}.${low}`), `10.0.${high}.${low}`);
+    }
+  }
+});
+
 Deno.test("formatAddress() writes an IPv4 peer of a dual-stack listener as IPv4, an IPv6 one in brackets", async () => {
   using listener = Deno.listen({ hostname: "::", port: 0 });
   const { port } = listener.addr;
