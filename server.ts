@@ -444,8 +444,12 @@ class Client implements ConnectionHandler, MemberLink {
       // Echo's fast path: a block of good lines goes back in one write. Valid
       // UTF-8 with no "\r" holds no telnet command (no byte 255, no CR NUL),
       // so only what follows the block is looked at below.
-      const end = framer.wholeLinesEnd(chunk);
-      if (end > 0 && isValidUtf8(chunk.subarray(0, end))) {
+      const end = framer.wholeLinesEnd(chunk, { utf8: true });
+      // Most reads end with a line: the block is the chunk, and no views are made.
+      if (end === chunk.length) {
+        block = chunk;
+        chunk = NO_BYTES;
+      } else if (end > 0) {
         block = chunk.subarray(0, end);
         chunk = chunk.subarray(end);
       }
@@ -559,6 +563,7 @@ class Client implements ConnectionHandler, MemberLink {
 }
 
 const NEWLINE_BYTES = new Uint8Array([0x0a]);
+const NO_BYTES = new Uint8Array(0);
 const NO_FRAMES: readonly Frame[] = [];
 const TOO_LONG_LINE = encodeLine(say.tooLong);
 const INVALID_UTF8_LINE = encodeLine(say.invalidUtf8);

@@ -51,7 +51,8 @@ const State = {
 
 /** Does `chunk` need a {@linkcode TelnetFilter}: does it hold an IAC or a NUL? */
 export function hasTelnetBytes(chunk: Uint8Array): boolean {
-  return chunk.indexOf(IAC) !== -1 || chunk.indexOf(NUL) !== -1;
+  // An empty chunk (all of a read taken by echo's fast path) costs no scan.
+  return chunk.length > 0 && (chunk.indexOf(IAC) !== -1 || chunk.indexOf(NUL) !== -1);
 }
 
 /**

@@ -1146,7 +1146,7 @@ Deno.test("wholeLinesEnd() (WebAssembly up to 64 KiB, JavaScript beyond) follows
   let seed = 15;
   const random = (below: number) => {
     seed = (seed * 1103515245 + 12345) % 2147483648;
-    return seed % below;
+    return Math.floor((seed / 2147483648) * below); // the high bits: an LCG's low ones repeat
   };
   // Mostly text, with "\n" and "\r" and bytes on either side of them.
   const alphabet = [0x61, 0x0a, 0x0d, 0x0b, 0x0c, 0x09, 0x8a, 0x8d, 0xc3, 0xa9, 0x00, 0xff];
@@ -1173,6 +1173,70 @@ Deno.test("wholeLinesEnd() (WebAssembly up to 64 KiB, JavaScript beyond) follows
     assert.equal(wholeLinesEnd(chunk, maxLineBytes), expected, `round ${round}, ${size} bytes`);
   }
   assert.ok(blocks > 300, `only ${blocks} chunks had a block: the test lost its edge`);
+});
+
+Deno.test("wholeLinesEnd({ utf8: true }) passes exactly the blocks isValidUtf8() passes, characters across 16-byte blocks too", () => {
+  let seed = 8;
+  const random = (below: number) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return Math.floor((seed / 2147483648) * below); // the high bits: an LCG's low ones repeat
+  };
+  // Well-formed characters at the edges of table 3-7's ranges, and ill-formed
+  // pieces: overlong, surrogate, past U+10FFFF, stray continuation, cut off.
+  const good = [
+    [0x61],
+    [0x7f],
+    [0xc2, 0x80],
+    [0xc3, 0xa9],
+    [0xdf, 0xbf],
+    [0xe0, 0xa0, 0x80],
+    [0xe2, 0x82, 0xac],
+    [0xed, 0x9f, 0xbf],
+    [0xee, 0x80, 0x80],
+    [0xef, 0xbf, 0xbf],
+    [0xf0, 0x90, 0x80, 0x80],
+    [0xf0, 0x9f, 0x98, 0x80],
+    [0xf3, 0xbf, 0xbf, 0xbf],
+    [0xf4, 0x8f, 0xbf, 0xbf],
+  ];
+  const bad = [
+    [0xc0, 0x80],
+    [0xc1, 0xbf],
+    [0xe0, 0x9f, 0xbf],
+    [0xed, 0xa0, 0x80],
+    [0xf0, 0x8f, 0xbf, 0xbf],
+    [0xf4, 0x90, 0x80, 0x80],
+    [0xf5, 0x80, 0x80, 0x80],
+    [0xff],
+    [0x80],
+    [0xbf],
+    [0xe2, 0x82],
+    [0xf0, 0x9f, 0x98],
+    [0xc3, 0x61],
+    [0xe2, 0x61, 0xac],
+    [0xe2, 0x82, 0xc3, 0x61],
+    [0xf0, 0x9f, 0x98, 0xe2, 0x61],
+  ];
+  let blocks = 0;
+  let refused = 0;
+  for (let round = 0; round < 4000; round++) {
+    const bytes: number[] = [];
+    const size = random(round % 40 === 0 ? 3000 : 200);
+    while (bytes.length < size) {
+      const pick = random(100);
+      if (pick < 4) bytes.push(0x0a);
+      else if (pick < 5 && random(2) === 0) bytes.push(...bad[random(bad.length)]);
+      else bytes.push(...good[random(good.length)]);
+    }
+    if (random(3) > 0) bytes.push(0x0a);
+    const chunk = new Uint8Array(bytes);
+    const plain = wholeLinesEnd(chunk, 255);
+    const expected = plain > 0 && isValidUtf8(chunk.subarray(0, plain)) ? plain : 0;
+    if (expected > 0) blocks++;
+    if (plain > 0 && expected === 0) refused++;
+    assert.equal(wholeLinesEnd(chunk, 255, { utf8: true }), expected, `round ${round}: ${bytes}`);
+  }
+  assert.ok(blocks > 500 && refused > 500, `${blocks} passed, ${refused} refused: lost its edge`);
 });
 
 Deno.test("wholeLinesEnd() finds \n and \r at every offset of a 16-byte block", () => {
