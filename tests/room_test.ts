@@ -8,6 +8,7 @@ import {
   LocalSeam,
   type Member,
   type MemberLink,
+  monotonicMilliseconds,
   Room,
   type RoomEvent,
   type RoomOptions,
@@ -562,4 +563,22 @@ Deno.test("Room answers a rename to the name one has, without announcing it", ()
   assert.deepEqual(bob.link.take(), []);
   room.hear(alice.member, "/nick Alice");
   assert.deepEqual(bob.link.take(), ["* alice is now Alice"], "a new spelling is a rename");
+});
+
+Deno.test("monotonicMilliseconds() follows performance.now() within a millisecond and never goes back", () => {
+  let last = -Infinity;
+  const until = performance.now() + 30;
+  let reads = 0;
+  while (performance.now() < until) {
+    const before = Math.floor(performance.now());
+    const value = monotonicMilliseconds();
+    const after = Math.floor(performance.now());
+    assert.ok(value >= last, `went back from ${last} to ${value}`);
+    assert.ok(Number.isInteger(value));
+    // Read at most one millisecond of Date.now() ago: never further behind than that.
+    assert.ok(value >= before - 2 && value <= after, `${value} outside [${before - 2}, ${after}]`);
+    last = value;
+    reads++;
+  }
+  assert.ok(reads > 1000);
 });
