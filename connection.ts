@@ -178,7 +178,20 @@ export class Connection {
   #startWriter(): void {
     if (this.#writing) return;
     this.#writing = true;
-    queueMicrotask(() => this.#flush());
+    // One microtask starts every writer that a read's lines woke: a line to a
+    // room of 100 would otherwise queue 100 of them.
+    Connection.#toFlush.push(this);
+    if (Connection.#toFlush.length === 1) queueMicrotask(Connection.#flushAll);
+  }
+
+  /** Connections whose writer starts in the next microtask. */
+  static #toFlush: Connection[] = [];
+
+  static #flushAll(): void {
+    const connections = Connection.#toFlush;
+    Connection.#toFlush = [];
+    // Each flush runs up to its first write, which is issued at once.
+    for (const connection of connections) connection.#flush();
   }
 
   #takeBatch(): Uint8Array {
@@ -189,14 +202,13 @@ export class Connection {
     while (count < queue.length && size + queue[count].length <= MAX_WRITE_BYTES) {
       size += queue[count++].length;
     }
-    const pieces = queue.splice(0, count);
     const last = Connection.#lastJoin;
-    if (
-      last !== undefined && last.pieces.length === count &&
-      pieces.every((piece, i) => piece === last.pieces[i])
-    ) {
+    if (last !== undefined && last.pieces.length === count && startsWith(queue, last.pieces)) {
+      this.#dropQueued(count);
       return last.bytes;
     }
+    const pieces = queue.slice(0, count);
+    this.#dropQueued(count);
     const batch = new Uint8Array(size);
     let offset = 0;
     for (const piece of pieces) {
@@ -205,6 +217,12 @@ export class Connection {
     }
     Connection.#lastJoin = { pieces, bytes: batch };
     return batch;
+  }
+
+  /** Takes the first `count` buffers off the queue (the whole queue, most often). */
+  #dropQueued(count: number): void {
+    if (count === this.#queue.length) this.#queue = [];
+    else this.#queue.splice(0, count);
   }
 
   async #flush(): Promise<void> {
@@ -360,6 +378,12 @@ export class Connection {
   #trace(step: string): void {
     this.#settings.trace?.(`trace ${this.address} ${step}`);
   }
+}
+
+/** Does `queue` begin with exactly the buffers of `pieces` (the same objects, in order)? */
+function startsWith(queue: readonly Uint8Array[], pieces: readonly Uint8Array[]): boolean {
+  for (let i = 0; i < pieces.length; i++) if (queue[i] !== pieces[i]) return false;
+  return true;
 }
 
 /** Whether `error` means the peer reset the connection (or it broke under us). */
