@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { READ_BUFFER_SIZE, writeAll } from "./line_buffer.ts";
+import { allocateBytes, READ_BUFFER_SIZE, writeAll } from "./line_buffer.ts";
 import { errorText, formatAddress } from "./cli.ts";
 
 /** How long a closing connection may take to exchange FINs before it is closed anyway, in ms. */
@@ -159,7 +159,11 @@ export class Connection {
    */
   async writeNow(block: Uint8Array): Promise<void> {
     if (this.#state === "closed") return;
-    if (this.#writing || this.#queue.length > 0) return this.send(block.slice());
+    if (this.#writing || this.#queue.length > 0) {
+      const copy = allocateBytes(block.length);
+      copy.set(block);
+      return this.send(copy);
+    }
     this.#writing = true;
     try {
       // Most writes are taken whole: one write op before the general loop
@@ -209,7 +213,7 @@ export class Connection {
     }
     const pieces = queue.slice(0, count);
     this.#dropQueued(count);
-    const batch = new Uint8Array(size);
+    const batch = allocateBytes(size);
     let offset = 0;
     for (const piece of pieces) {
       batch.set(piece, offset);

@@ -18,6 +18,7 @@
  * @module
  */
 import {
+  allocateBytes,
   decodeUtf8,
   encodeLine,
   type Frame,
@@ -552,7 +553,7 @@ class Client implements ConnectionHandler, MemberLink {
     }
     let size = 0;
     for (const piece of pieces) size += piece.length;
-    const echo = new Uint8Array(size);
+    const echo = allocateBytes(size);
     let offset = 0;
     for (const piece of pieces) {
       echo.set(piece, offset);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  allocateBytes,
   decodeUtf8,
   encodeLine,
   type Frame,
@@ -1255,6 +1256,29 @@ Deno.test("wholeLinesEnd() finds \n and \r at every offset of a 16-byte block", 
     crAfter[at + 1] = 0x0d;
     assert.equal(wholeLinesEnd(crAfter, 62), at + 1, `\r after the last \n at ${at}`);
   }
+});
+
+Deno.test("encodeLine() and allocateBytes() hand out pieces of shared slabs that never overlap", () => {
+  // Enough to fill many 64 KiB slabs, with lines of every kind of character
+  // and some past the 8 KiB a slab piece may take.
+  const texts: string[] = [];
+  const lines: Uint8Array[] = [];
+  const pieces: Uint8Array[] = [];
+  for (let i = 0; i < 20_000; i++) {
+    const text = i % 997 === 0 ? "long ".repeat(2000 + i % 7) : `${i} é€😀 `.repeat(i % 40);
+    texts.push(text);
+    lines.push(encodeLine(text));
+    const piece = allocateBytes(1 + i % 300);
+    assert.ok(piece.every((byte) => byte === 0), `piece ${i} is not zeroed`);
+    piece.fill(i % 251);
+    pieces.push(piece);
+  }
+  // Only at the end: a later piece written over an earlier one shows here.
+  for (let i = 0; i < texts.length; i++) {
+    assert.equal(new TextDecoder().decode(lines[i]), texts[i] + "\n", `line ${i}`);
+    assert.ok(pieces[i].every((byte) => byte === i % 251), `piece ${i} was overwritten`);
+  }
+  assert.equal(allocateBytes(100_000).length, 100_000);
 });
 
 Deno.test("isValidUtf8() gives the same answers for long inputs, where it uses the native check", () => {
