@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { allocateBytes, READ_BUFFER_SIZE, writeAll } from "./line_buffer.ts";
+import { allocateBytes, joinBytes, READ_BUFFER_SIZE, writeAll } from "./line_buffer.ts";
 import { errorText, formatAddress } from "./cli.ts";
 
 /** How long a closing connection may take to exchange FINs before it is closed anyway, in ms. */
@@ -213,12 +213,7 @@ export class Connection {
     }
     const pieces = queue.slice(0, count);
     this.#dropQueued(count);
-    const batch = allocateBytes(size);
-    let offset = 0;
-    for (const piece of pieces) {
-      batch.set(piece, offset);
-      offset += piece.length;
-    }
+    const batch = joinBytes(pieces, size);
     Connection.#lastJoin = { pieces, bytes: batch };
     return batch;
   }

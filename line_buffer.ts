@@ -660,6 +660,21 @@ function newSlab(): void {
 }
 
 /**
+ * The bytes of `pieces` one after the other, in a buffer of
+ * {@linkcode allocateBytes} (`size` is their total length, if known).
+ */
+export function joinBytes(pieces: readonly Uint8Array[], size?: number): Uint8Array {
+  size ??= pieces.reduce((total, piece) => total + piece.length, 0);
+  const joined = allocateBytes(size);
+  let offset = 0;
+  for (const piece of pieces) {
+    joined.set(piece, offset);
+    offset += piece.length;
+  }
+  return joined;
+}
+
+/**
  * A zeroed buffer of `size` bytes for short-lived use: for up to 8 KiB, a view
  * into a shared 64 KiB slab (one allocation serves many), beyond that a
  * buffer of its own. A long-lived view keeps its whole slab alive, so a

@@ -37,7 +37,7 @@
  * ```
  * @module
  */
-import { encodeLine, sanitize } from "./line_buffer.ts";
+import { encodeLine, joinBytes, sanitize } from "./line_buffer.ts";
 import {
   defaultName,
   listLine,
@@ -81,6 +81,11 @@ export interface MemberLink {
   /** The member's IP address alone, by which wrong passwords count (default: `address`). */
   readonly host?: string;
   deliver(line: Uint8Array): void;
+  /**
+   * Several whole lines at once, for a transport whose messages need not be
+   * one line each (TCP). Without it the room delivers them line by line.
+   */
+  deliverBlock?(block: Uint8Array): void;
   left(cause: string, notice: Uint8Array | undefined): void;
   /** True while the transport holds the member's input back (flood control): it is not idle. */
   readonly paced?: boolean;
@@ -334,6 +339,10 @@ export class Room {
   #delivering = 0;
   #deferred: { member: Member; cause: string }[] = [];
   #idleSweep?: ReturnType<typeof setInterval>;
+  /** Inside {@linkcode hearAll}: lines for everyone are held in `#burst`. */
+  #hearing = false;
+  /** Lines held for every member but `exceptId`, oldest first. */
+  #burst?: { exceptId: number | undefined; lines: Uint8Array[] };
   #shuttingDown = false;
 
   constructor(options: RoomOptions) {
@@ -391,7 +400,7 @@ export class Room {
       this.#log(
         `refused ${link.address}: ${say.serverFull(this.#maxMembers, this.#noun).slice(4)}`,
       );
-      link.deliver(encodeLine(say.serverFull(this.#maxMembers, this.#noun)));
+      this.#tell(link, encodeLine(say.serverFull(this.#maxMembers, this.#noun)));
       return undefined;
     }
     const id = this.#seam.newId?.() ?? this.#nextId++;
@@ -408,7 +417,7 @@ export class Room {
     };
     if (!member.admitted) {
       this.#members.set(id, member);
-      link.deliver(encodeLine(say.passwordNeeded));
+      this.#tell(link, encodeLine(say.passwordNeeded));
       return member;
     }
     const claimed = name !== undefined && nameError(name) === undefined
@@ -426,10 +435,10 @@ export class Room {
         if (claimed === true) this.#byName.delete(nameKey(member.name));
         if (claimed !== false) this.#releaseClaim(member, name!, claimed);
         this.#log(`refused ${link.address}: room unavailable (its queue to Redis is full)`);
-        link.deliver(encodeLine(say.roomUnavailable));
+        this.#tell(link, encodeLine(say.roomUnavailable));
         return undefined;
       }
-      link.deliver(encodeLine(say.welcome(member.name)));
+      this.#tell(link, encodeLine(say.welcome(member.name)));
     }
     // A claim another process must answer: the member is in under its default
     // name now, and renamed when the claim is granted, as if it had sent /nick.
@@ -440,6 +449,26 @@ export class Room {
   /** The member was heard from now: it is not idle. */
   touch(member: Member): void {
     member.lastHeardAt = this.#clock();
+  }
+
+  /**
+   * Handles the lines of one read from a member, as {@linkcode hear} would
+   * one after the other, but the lines the room relays meanwhile to the same
+   * members go out together when it returns: one block for each member whose
+   * transport takes blocks (TCP), instead of a line at a time. In a room of
+   * 100 that is 100 deliveries for a read of 16 lines instead of 1,600 (issue
+   * 15: the deliveries were the chat relay's largest cost of its own). The
+   * order every member sees is the same as with `hear`.
+   */
+  hearAll(member: Member, lines: readonly string[]): void {
+    if (lines.length === 1) return this.hear(member, lines[0]);
+    this.#hearing = true;
+    try {
+      for (const line of lines) this.hear(member, line);
+    } finally {
+      this.#hearing = false;
+      this.#flushBurst();
+    }
   }
 
   /**
@@ -454,7 +483,7 @@ export class Room {
     if (held !== undefined) {
       // Its /nick is pending: this line waits, so it follows the rename.
       if (held.length >= MAX_HELD_LINES) {
-        return member.link.deliver(encodeLine(say.tooManyWaiting(MAX_HELD_LINES)));
+        return this.#tell(member.link, encodeLine(say.tooManyWaiting(MAX_HELD_LINES)));
       }
       held.push(line);
       return;
@@ -472,24 +501,24 @@ export class Room {
       case "/nick":
         return this.#rename(member, command.argument);
       case "/list":
-        return this.#list((line) => member.link.deliver(encodeLine(line)), false);
+        return this.#list((line) => this.#tell(member.link, encodeLine(line)), false);
       case "/msg":
         return this.#private(member, command.argument);
       case "/me": {
-        if (command.argument === "") return member.link.deliver(encodeLine(say.meUsage));
+        if (command.argument === "") return this.#tell(member.link, encodeLine(say.meUsage));
         const from = { id: member.id, name: member.name };
         return this.#send(member, { kind: "line", from, text: command.argument, action: true });
       }
       case "/quit":
         return this.leave(member, "quit");
       case "/help":
-        for (const line of HELP) member.link.deliver(line);
+        for (const line of HELP) this.#tell(member.link, line);
         return;
       case PASS_COMMAND:
         // Never logged or relayed: a member in already may still type its password.
-        return member.link.deliver(encodeLine(say.alreadyIn));
+        return this.#tell(member.link, encodeLine(say.alreadyIn));
       default:
-        member.link.deliver(encodeLine(say.unknownCommand(command.name)));
+        this.#tell(member.link, encodeLine(say.unknownCommand(command.name)));
     }
   }
 
@@ -498,7 +527,7 @@ export class Room {
    * `/quit` are all it can do. Neither the line nor the password is logged.
    */
   #hearWaiting(member: Member, line: string): void {
-    const tell = (text: string) => member.link.deliver(encodeLine(text));
+    const tell = (text: string) => this.#tell(member.link, encodeLine(text));
     const given = passwordIn(line);
     if (given === undefined) {
       return readCommand(line)?.name === "/quit"
@@ -519,10 +548,10 @@ export class Room {
       member.admitted = true;
       this.#log(`password accepted from ${address} id=${member.id} ${member.name}`);
       if (!this.#publishJoin(member)) {
-        member.link.deliver(encodeLine(say.roomUnavailable));
+        this.#tell(member.link, encodeLine(say.roomUnavailable));
         return this.leave(member, "room unavailable");
       }
-      member.link.deliver(encodeLine(say.welcome(member.name)));
+      this.#tell(member.link, encodeLine(say.welcome(member.name)));
       return;
     }
     member.wrongPasswords++;
@@ -617,7 +646,8 @@ export class Room {
       }
       case "private": {
         // Only the addressee's process holds it; elsewhere this is nothing.
-        this.#members.get(event.to)?.link.deliver(
+        this.#tellMember(
+          this.#members.get(event.to),
           encodeLine(say.private(event.from.name, event.text)),
         );
         return;
@@ -685,8 +715,8 @@ export class Room {
       if (this.#byName.get(nameKey(old)) === member) this.#byName.delete(nameKey(old));
       member.name = name;
       this.#log(`renamed ${member.link.address} id=${id} ${old} -> ${name} (name taken meanwhile)`);
-      member.link.deliver(encodeLine(say.nameTaken(old)));
-      member.link.deliver(encodeLine(say.renamed(old, name)));
+      this.#tell(member.link, encodeLine(say.nameTaken(old)));
+      this.#tell(member.link, encodeLine(say.renamed(old, name)));
       return this.#announce(say.renamed(old, name), id);
     }
     const remote = this.#remote.get(id);
@@ -730,7 +760,7 @@ export class Room {
 
   /** Publishes a member's line; if the seam could not take it, the member is told. */
   #send(member: Member, event: RoomEvent): void {
-    if (this.#seam.publish(event) === false) member.link.deliver(encodeLine(say.notSent));
+    if (this.#seam.publish(event) === false) this.#tell(member.link, encodeLine(say.notSent));
   }
 
   /** Publishes a member's join: `false` if the seam could not take it. */
@@ -743,12 +773,49 @@ export class Room {
     }) !== false;
   }
 
-  /** Delivers one line to every member but `exceptId`; leaves during it wait until it is done. */
+  /**
+   * Delivers one line to every member but `exceptId`; leaves during it wait
+   * until it is done. Within {@linkcode hearAll}, lines for the same members
+   * are held and go out together ({@linkcode #flushBurst}).
+   */
   #deliverAll(line: Uint8Array, exceptId?: number): void {
+    if (this.#hearing) {
+      const burst = this.#burst;
+      if (burst !== undefined && burst.exceptId === exceptId) {
+        burst.lines.push(line);
+        return;
+      }
+      this.#flushBurst();
+      this.#burst = { exceptId, lines: [line] };
+      return;
+    }
+    this.#deliverEach([line], line, exceptId);
+  }
+
+  /**
+   * Sends the lines held for one audience: as one block to each member whose
+   * transport takes blocks, line by line to the others (a UDP peer: one
+   * datagram a line). Done before anything else reaches a member, so the
+   * room's order is kept.
+   */
+  #flushBurst(): void {
+    const burst = this.#burst;
+    if (burst === undefined) return;
+    this.#burst = undefined;
+    const { lines, exceptId } = burst;
+    this.#deliverEach(lines, lines.length === 1 ? lines[0] : joinBytes(lines), exceptId);
+  }
+
+  /** Delivers `lines` (whose bytes joined are `block`) to every member but `exceptId`. */
+  #deliverEach(lines: Uint8Array[], block: Uint8Array, exceptId?: number): void {
     this.#delivering++;
     try {
       for (const member of this.#members.values()) {
-        if (member.id !== exceptId && !member.gone && member.admitted) member.link.deliver(line);
+        if (member.id === exceptId || member.gone || !member.admitted) continue;
+        const link = member.link;
+        if (lines.length === 1) link.deliver(block);
+        else if (link.deliverBlock !== undefined) link.deliverBlock(block);
+        else for (const line of lines) link.deliver(line);
       }
     } finally {
       this.#delivering--;
@@ -757,6 +824,17 @@ export class Room {
       const { member, cause } = this.#deferred.shift()!;
       this.#remove(member, cause);
     }
+  }
+
+  /** Delivers one line to one member, after any lines held for everyone. */
+  #tell(link: MemberLink, line: Uint8Array): void {
+    this.#flushBurst();
+    link.deliver(line);
+  }
+
+  /** {@linkcode #tell} for a member that may not be here. */
+  #tellMember(member: Member | undefined, line: Uint8Array): void {
+    if (member !== undefined) this.#tell(member.link, line);
   }
 
   #remove(member: Member, cause: string): void {
@@ -809,7 +887,7 @@ export class Room {
         if (granted === true) this.#seam.releaseName(nameKey(name), member.id);
         return;
       }
-      if (granted === undefined) member.link.deliver(encodeLine(say.nameNotChanged));
+      if (granted === undefined) this.#tell(member.link, encodeLine(say.nameNotChanged));
       else this.#renamed(member, name, granted);
       for (let i = 0; i < held.length; i++) {
         const again = this.#held.get(member);
@@ -824,7 +902,7 @@ export class Room {
 
   /** `/msg NAME text`: the line goes to NAME alone; the sender hears only of failure. */
   #private(member: Member, argument: string): void {
-    const tell = (line: string) => member.link.deliver(encodeLine(line));
+    const tell = (line: string) => this.#tell(member.link, encodeLine(line));
     const message = parsePrivate(argument);
     if (message === undefined) return tell(say.msgUsage);
     const to = this.#find(message.to);
@@ -870,7 +948,7 @@ export class Room {
   }
 
   #rename(member: Member, typed: string): void {
-    const tell = (line: string) => member.link.deliver(encodeLine(line));
+    const tell = (line: string) => this.#tell(member.link, encodeLine(line));
     if (typed === "") return tell(say.nickUsage);
     const error = nameError(typed);
     if (error !== undefined) return tell(error);
@@ -883,7 +961,7 @@ export class Room {
 
   /** A claim for `typed` settled: the member is renamed (and the room told), or told it is taken. */
   #renamed(member: Member, typed: string, granted: boolean): void {
-    const tell = (line: string) => member.link.deliver(encodeLine(line));
+    const tell = (line: string) => this.#tell(member.link, encodeLine(line));
     if (!granted) return tell(say.nameTaken(typed));
     // Canonically equivalent spellings are one name: it is kept composed (UAX #15).
     const name = typed.normalize("NFC");

@@ -18,11 +18,11 @@
  * @module
  */
 import {
-  allocateBytes,
   decodeUtf8,
   encodeLine,
   type Frame,
   isValidUtf8,
+  joinBytes,
   LINE_TOO_LONG,
   LineFramer,
 } from "./line_buffer.ts";
@@ -408,6 +408,11 @@ class Client implements ConnectionHandler, MemberLink {
     return this.#connection.address;
   }
 
+  /** Several lines for the room's members at once (Room.hearAll): one queue entry, one write. */
+  deliverBlock(block: Uint8Array): void {
+    this.#connection.send(block);
+  }
+
   deliver(line: Uint8Array): void {
     // The first line, while the room is still taking the client in, is its
     // welcome (or "server full"): written at once, like an echo, rather than
@@ -518,15 +523,24 @@ class Client implements ConnectionHandler, MemberLink {
    */
   #chat(frames: readonly Frame[]): void | Promise<void> {
     const { room, maxRate } = this.#context;
+    // Runs of good lines go to the room together (Room.hearAll); an error
+    // line goes out after what the lines before it made the room send.
+    let lines: string[] = [];
     for (let i = 0; i < frames.length; i++) {
       if (this.#connection.closing) return;
-      if (maxRate > 0 && !takeToken(this, maxRate, room.now())) {
-        return this.#resumeLater(frames.slice(i));
+      const paced = maxRate > 0 && !takeToken(this, maxRate, room.now());
+      const error = paced ? undefined : frameError(frames[i]);
+      if (!paced && error === undefined) {
+        lines.push(decodeUtf8(frames[i] as Uint8Array));
+        continue;
       }
-      const error = frameError(frames[i]);
-      if (error !== undefined) this.#connection.send(error);
-      else room.hear(this.#member!, decodeUtf8(frames[i] as Uint8Array));
+      if (lines.length > 0) room.hearAll(this.#member!, lines);
+      lines = [];
+      if (this.#connection.closing) return;
+      if (paced) return this.#resumeLater(frames.slice(i));
+      this.#connection.send(error!);
     }
+    if (lines.length > 0) room.hearAll(this.#member!, lines);
   }
 
   async #resumeLater(frames: readonly Frame[]): Promise<void> {
@@ -551,15 +565,7 @@ class Client implements ConnectionHandler, MemberLink {
       if (error !== undefined) pieces.push(error);
       else pieces.push(frame as Uint8Array, NEWLINE_BYTES);
     }
-    let size = 0;
-    for (const piece of pieces) size += piece.length;
-    const echo = allocateBytes(size);
-    let offset = 0;
-    for (const piece of pieces) {
-      echo.set(piece, offset);
-      offset += piece.length;
-    }
-    this.#connection.send(echo);
+    this.#connection.send(joinBytes(pieces));
   }
 }
 

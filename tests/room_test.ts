@@ -582,3 +582,86 @@ Deno.test("monotonicMilliseconds() follows performance.now() within a millisecon
   }
   assert.ok(reads > 1000);
 });
+
+/** A TCP-like link: takes blocks of lines too, and records each delivery as it came. */
+class BlockLink extends FakeLink {
+  deliveries: string[] = [];
+
+  override deliver(line: Uint8Array): void {
+    this.deliveries.push(decoder.decode(line));
+    super.deliver(line);
+  }
+
+  deliverBlock(block: Uint8Array): void {
+    const text = decoder.decode(block);
+    this.deliveries.push(text);
+    for (const line of text.slice(0, -1).split("\n")) super.deliver(encoder.encode(line + "\n"));
+  }
+}
+
+const encoder = new TextEncoder();
+
+Deno.test("Room.hearAll() sends every member what hear() line by line would, in the same order", () => {
+  // Random reads of lines, commands among them, heard both ways in twin rooms.
+  let seed = 42;
+  const random = (below: number) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return Math.floor((seed / 2147483648) * below);
+  };
+  const kinds = [
+    () => `hello ${random(1000)}`,
+    () => `/me waves ${random(10)}`,
+    () => `/nick n${random(6)}`,
+    () => "/list",
+    () => `/msg n${random(6)} psst`,
+    () => "",
+    () => "//not a command",
+    () => "/nope",
+  ];
+  let blocks = 0;
+  for (let round = 0; round < 200; round++) {
+    const reads = Array.from(
+      { length: 1 + random(4) },
+      () => Array.from({ length: 1 + random(8) }, () => kinds[random(kinds.length)]()),
+    );
+    const streams = ["hear", "hearAll"].map((way) => {
+      const room = new Room({ noun: "client", clock: () => 0, log: () => {} });
+      const links = [new BlockLink("127.0.0.1:1"), new FakeLink("127.0.0.1:2"), new BlockLink()];
+      const members = links.map((link) => room.join(link)!);
+      room.hear(members[2], "/nick n1");
+      for (const [i, read] of reads.entries()) {
+        const sender = members[i % 2];
+        if (way === "hear") { for (const line of read) room.hear(sender, line); }
+        else room.hearAll(sender, read);
+      }
+      return links;
+    });
+    for (const [i, link] of streams[0].entries()) {
+      assert.deepEqual(streams[1][i].lines, link.lines, `round ${round}, member ${i}: ${reads}`);
+    }
+    const batched = streams[1][2] as BlockLink;
+    blocks += batched.deliveries.filter((text) => text.split("\n").length > 2).length;
+  }
+  assert.ok(blocks > 50, `only ${blocks} blocks of several lines: the test lost its edge`);
+});
+
+Deno.test("Room.hearAll() gives a block-taking member one delivery for a read, others one per line", () => {
+  const { room, add } = testRoom();
+  const alice = add("alice");
+  const tcp = new BlockLink();
+  const tcpMember = room.join(tcp)!;
+  const udp = add("udp");
+  tcp.deliveries = [];
+  tcp.take();
+  alice.link.take();
+  room.hearAll(alice.member, ["one", "two", "/me three"]);
+  assert.deepEqual(tcp.deliveries, ["<alice> one\n<alice> two\n* alice three\n"]);
+  assert.deepEqual(udp.link.take(), ["<alice> one", "<alice> two", "* alice three"]);
+  assert.deepEqual(alice.link.take(), [], "a sender is not sent its own lines");
+  // An answer to the sender alone comes between, in order, for the others too.
+  room.hearAll(alice.member, ["four", "/list", "five"]);
+  assert.deepEqual(udp.link.take(), ["<alice> four", "<alice> five"]);
+  assert.deepEqual(tcp.deliveries.slice(1), ["<alice> four\n", "<alice> five\n"]);
+  assert.equal(alice.link.take().at(-1), say.count(3, "client"));
+  assert.ok(tcpMember.admitted);
+});
