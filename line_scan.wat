@@ -30,6 +30,14 @@
     (local $utf8_at i32)     ;; bytes before this offset are known to be UTF-8
     (local $first_bad i32)   ;; offset of the first character that is not UTF-8, or -1
     (local $checked i32)
+    (local $v1 v128)
+    (local $v2 v128)
+    (local $v3 v128)
+    (local $lf v128)
+    (local $cr v128)
+    (local $utf8_due i32)    ;; the 64 bytes ahead still need the UTF-8 test
+    (local.set $lf (i8x16.splat (i32.const 0x0a)))
+    (local.set $cr (i8x16.splat (i32.const 0x0d)))
     (local.set $first_cr (i32.const -1))
     (local.set $first_bad (i32.const -1))
     ;; Without the UTF-8 test, act as if every byte were checked already.
@@ -38,9 +46,42 @@
     (block $blocks_done
       (loop $next_block
         (br_if $blocks_done (i32.ge_u (local.get $i) (local.get $blocks_end)))
+        ;; Most of a chunk of text is 64-byte runs with no "\n", no "\r" and
+        ;; (where it is still to be checked) no byte past ASCII: skipped with
+        ;; one test. Anything else is looked at a block at a time, below.
+        (if (i32.le_u (i32.add (local.get $i) (i32.const 64)) (local.get $blocks_end))
+          (then
+            (local.set $block (v128.load (local.get $i)))
+            (local.set $v1 (v128.load offset=16 (local.get $i)))
+            (local.set $v2 (v128.load offset=32 (local.get $i)))
+            (local.set $v3 (v128.load offset=48 (local.get $i)))
+            (local.set $utf8_due
+              (i32.lt_u (local.get $utf8_at) (i32.add (local.get $i) (i32.const 64))))
+            (if (i32.eqz (i32.or
+                  (v128.any_true (v128.or
+                    (v128.or
+                      (v128.or (i8x16.eq (local.get $block) (local.get $lf))
+                               (i8x16.eq (local.get $block) (local.get $cr)))
+                      (v128.or (i8x16.eq (local.get $v1) (local.get $lf))
+                               (i8x16.eq (local.get $v1) (local.get $cr))))
+                    (v128.or
+                      (v128.or (i8x16.eq (local.get $v2) (local.get $lf))
+                               (i8x16.eq (local.get $v2) (local.get $cr)))
+                      (v128.or (i8x16.eq (local.get $v3) (local.get $lf))
+                               (i8x16.eq (local.get $v3) (local.get $cr))))))
+                  (i32.and (local.get $utf8_due)
+                    (i32.ne (i32.const 0) (i8x16.bitmask
+                      (v128.or (v128.or (local.get $block) (local.get $v1))
+                               (v128.or (local.get $v2) (local.get $v3))))))))
+              (then
+                ;; All ASCII: no character begun earlier runs into it.
+                (if (local.get $utf8_due)
+                  (then (local.set $utf8_at (i32.add (local.get $i) (i32.const 64)))))
+                (local.set $i (i32.add (local.get $i) (i32.const 64)))
+                (br $next_block)))))
         (local.set $block (v128.load (local.get $i)))
-        (local.set $is_lf (i8x16.eq (local.get $block) (i8x16.splat (i32.const 0x0a))))
-        (local.set $is_cr (i8x16.eq (local.get $block) (i8x16.splat (i32.const 0x0d))))
+        (local.set $is_lf (i8x16.eq (local.get $block) (local.get $lf)))
+        (local.set $is_cr (i8x16.eq (local.get $block) (local.get $cr)))
         ;; Most blocks of text hold neither: one test skips them.
         (if (v128.any_true (v128.or (local.get $is_lf) (local.get $is_cr)))
           (then

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { prng } from "./stress_scenarios.ts";
 import {
   allocateBytes,
   decodeUtf8,
@@ -1144,11 +1145,8 @@ function referenceWholeLinesEnd(chunk: Uint8Array, maxLineBytes: number): number
 
 Deno.test("wholeLinesEnd() (WebAssembly up to 64 KiB, JavaScript beyond) follows its rule on random chunks", () => {
   // A seeded generator, so a failure can be replayed.
-  let seed = 15;
-  const random = (below: number) => {
-    seed = (seed * 1103515245 + 12345) % 2147483648;
-    return Math.floor((seed / 2147483648) * below); // the high bits: an LCG's low ones repeat
-  };
+  const next = prng(15);
+  const random = (below: number) => Math.floor(next() * below);
   // Mostly text, with "\n" and "\r" and bytes on either side of them.
   const alphabet = [0x61, 0x0a, 0x0d, 0x0b, 0x0c, 0x09, 0x8a, 0x8d, 0xc3, 0xa9, 0x00, 0xff];
   const sizes = [0, 1, 15, 16, 17, 31, 32, 255, 256, 257, 4096, 65535, 65536, 65537, 70000];
@@ -1177,11 +1175,8 @@ Deno.test("wholeLinesEnd() (WebAssembly up to 64 KiB, JavaScript beyond) follows
 });
 
 Deno.test("wholeLinesEnd({ utf8: true }) passes exactly the blocks isValidUtf8() passes, characters across 16-byte blocks too", () => {
-  let seed = 8;
-  const random = (below: number) => {
-    seed = (seed * 1103515245 + 12345) % 2147483648;
-    return Math.floor((seed / 2147483648) * below); // the high bits: an LCG's low ones repeat
-  };
+  const next = prng(8);
+  const random = (below: number) => Math.floor(next() * below);
   // Well-formed characters at the edges of table 3-7's ranges, and ill-formed
   // pieces: overlong, surrogate, past U+10FFFF, stray continuation, cut off.
   const good = [
@@ -1238,6 +1233,44 @@ Deno.test("wholeLinesEnd({ utf8: true }) passes exactly the blocks isValidUtf8()
     assert.equal(wholeLinesEnd(chunk, 255, { utf8: true }), expected, `round ${round}: ${bytes}`);
   }
   assert.ok(blocks > 500 && refused > 500, `${blocks} passed, ${refused} refused: lost its edge`);
+});
+
+Deno.test("wholeLinesEnd() on long runs of text, as a chat or echo client sends them, matches its rule", () => {
+  const next = prng(64);
+  const random = (below: number) => Math.floor(next() * below);
+  // Mostly ASCII text in lines of up to 300 bytes with a character of 2-4
+  // bytes now and then; half the chunks then get one fault anywhere (a "\r",
+  // a stray byte past ASCII, a character cut short), so every 64-byte stretch
+  // and its edges get tried alone.
+  const characters = [[0xc3, 0xa9], [0xe2, 0x82, 0xac], [0xf0, 0x9f, 0x98, 0x80]];
+  const faults = [[0x0d], [0x80], [0xff], [0xe2, 0x82], [0xc3]];
+  let blocks = 0;
+  let faulted = 0;
+  for (let round = 0; round < 3000; round++) {
+    const bytes: number[] = [];
+    const size = random(4) === 0 ? random(16_000) : random(1200);
+    while (bytes.length < size) {
+      const line = random(300);
+      for (let i = 0; i < line; i++) {
+        if (random(200) === 0) bytes.push(...characters[random(characters.length)]);
+        else bytes.push(0x20 + random(95));
+      }
+      bytes.push(0x0a);
+    }
+    if (random(2) === 0 && bytes.length > 0) {
+      bytes.splice(random(bytes.length), 0, ...faults[random(faults.length)]);
+    }
+    const chunk = new Uint8Array(bytes);
+    for (const maxLineBytes of [255, 64 * 1024]) {
+      const plain = referenceWholeLinesEnd(chunk, maxLineBytes);
+      assert.equal(wholeLinesEnd(chunk, maxLineBytes), plain, `round ${round}`);
+      const valid = plain > 0 && isValidUtf8(chunk.subarray(0, plain)) ? plain : 0;
+      if (valid > 0) blocks++;
+      if (plain > 0 && valid === 0) faulted++;
+      assert.equal(wholeLinesEnd(chunk, maxLineBytes, { utf8: true }), valid, `round ${round}`);
+    }
+  }
+  assert.ok(blocks > 500 && faulted > 500, `${blocks} passed, ${faulted} refused: lost its edge`);
 });
 
 Deno.test("wholeLinesEnd() finds \n and \r at every offset of a 16-byte block", () => {

@@ -3,6 +3,7 @@
  * a seam the test can hold events in.
  */
 import assert from "node:assert/strict";
+import { prng } from "./stress_scenarios.ts";
 import {
   ANNOUNCE_LIMIT,
   LocalSeam,
@@ -603,11 +604,8 @@ const encoder = new TextEncoder();
 
 Deno.test("Room.hearAll() sends every member what hear() line by line would, in the same order", () => {
   // Random reads of lines, commands among them, heard both ways in twin rooms.
-  let seed = 42;
-  const random = (below: number) => {
-    seed = (seed * 1103515245 + 12345) % 2147483648;
-    return Math.floor((seed / 2147483648) * below);
-  };
+  const next = prng(42);
+  const random = (below: number) => Math.floor(next() * below);
   const kinds = [
     () => `hello ${random(1000)}`,
     () => `/me waves ${random(10)}`,
