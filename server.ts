@@ -470,10 +470,9 @@ class Client implements ConnectionHandler, MemberLink {
     if (block === undefined) return this.#handle(framer.push(chunk));
     this.#context.room.touch(this.#member!);
     const frames = chunk.length > 0 ? framer.push(chunk) : NO_FRAMES;
-    const writing = this.#connection.writeNow(block);
+    this.#connection.echo(block);
     // Lines completed after the block (a CR NUL) are queued behind it.
-    if (frames.length > 0) this.#handle(frames);
-    return writing;
+    if (frames.length > 0) return this.#handle(frames);
   }
 
   endOfInput(): void | Promise<void> {
