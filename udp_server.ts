@@ -137,6 +137,9 @@ export interface UdpServer extends ConsoleServer {
   readonly peerCount: number;
 }
 
+// Sources whose spelled-out address is kept (udp_server's sourceOf).
+const MAX_SOURCES = 4096;
+
 /** What a datagram holds once checked: its message, or the error to answer with. */
 export type Checked = { text: Uint8Array } | { error: string };
 
@@ -201,6 +204,23 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
   let shuttingDown = false;
   const finished = Promise.withResolvers<void>();
 
+  /**
+   * Each source's address as formatAddress() spells it, and its log line's
+   * start, by port: made once per source, not once per datagram (a peer keeps
+   * its port). At most MAX_SOURCES are kept; then they are made again.
+   */
+  const sources = new Map<number, { hostname: string; address: string; logPrefix: string }>();
+  function sourceOf(from: Deno.NetAddr) {
+    let source = sources.get(from.port);
+    if (source === undefined || source.hostname !== from.hostname) {
+      if (sources.size >= MAX_SOURCES) sources.clear();
+      const address = formatAddress(from);
+      source = { hostname: from.hostname, address, logPrefix: `datagram from ${address}: ` };
+      sources.set(from.port, source);
+    }
+    return source;
+  }
+
   async function receiveLoop(): Promise<void> {
     const buffer = new Uint8Array(RECEIVE_BUFFER_SIZE);
     while (!shuttingDown) {
@@ -218,8 +238,9 @@ export function startUdpServer(options: UdpServerOptions = {}): UdpServer {
         continue;
       }
       if (shuttingDown) continue;
-      const address = formatAddress(from);
-      log(`datagram from ${address}: ${bytes.length} bytes`);
+      const source = sourceOf(from);
+      const address = source.address;
+      log(`${source.logPrefix}${bytes.length} bytes`);
       // Handled one at a time, and what one datagram makes the room send is
       // sent before the next is read: the kernel's socket buffer is the only
       // queue of input, and it is bounded.

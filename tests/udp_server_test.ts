@@ -95,6 +95,22 @@ Deno.test("echo mode logs each datagram's source address and port", async () => 
   });
 });
 
+Deno.test("echo mode tells apart two sources on one port, from two addresses", async () => {
+  await withServer({ mode: "echo" }, async (server, log) => {
+    using first = new TestPeer("127.0.0.1");
+    using second = new TestPeer("127.0.0.2", first.addr.port);
+    for (let round = 0; round < 3; round++) {
+      for (const [peer, host] of [[first, "127.0.0.1"], [second, "127.0.0.2"]] as const) {
+        const text = `from ${host} ${round}`;
+        await peer.send(server.addr, text);
+        assert.equal(await peer.next(), text);
+        const line = `datagram from ${host}:${first.addr.port}: ${text.length} bytes`;
+        await within(5000, line, log.waitFor(line));
+      }
+    }
+  });
+});
+
 // ---- chat mode
 
 Deno.test("chat mode relays Chinese text to every other peer as <name> text", async () => {

@@ -15,8 +15,9 @@ export class TestPeer {
   readonly socket: Deno.DatagramConn;
   #buffer = new Uint8Array(65_535);
 
-  constructor() {
-    this.socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  /** A socket on `hostname` (a loopback address), on `port` or any free one. */
+  constructor(hostname = "127.0.0.1", port = 0) {
+    this.socket = Deno.listenDatagram({ transport: "udp", hostname, port });
   }
 
   get addr(): Deno.NetAddr {
