@@ -161,17 +161,12 @@ export class Connection {
    * copy joins the queue. Settles when written.
    */
   async writeNow(block: Uint8Array): Promise<void> {
-    if (this.#state === "closed") return;
-    if (this.#writing || this.#queue.length > 0) {
-      const copy = allocateBytes(block.length);
-      copy.set(block);
-      return this.send(copy);
-    }
-    this.#writing = true;
+    const writing = this.#writeAhead(block);
+    if (writing === undefined) return;
     try {
       // Most writes are taken whole: one write op before the general loop
       // saves an async call and a view per write.
-      const written = await this.#conn.write(block);
+      const written = await writing;
       if (written < block.length) await writeAll(this.#conn, block.subarray(written));
     } catch (error) {
       this.#writing = false;
@@ -197,15 +192,27 @@ export class Connection {
    * joins the queue instead.
    */
   echo(block: Uint8Array): void {
-    if (this.#state === "closed") return;
+    const writing = this.#writeAhead(block);
+    if (writing === undefined) return;
+    this.#echoBlock = block;
+    this.#echoWrite = writing;
+  }
+
+  /**
+   * Starts writing `block` ahead of the queue, if the queue is empty and no
+   * write is in flight; otherwise a copy joins the queue (or, once closed,
+   * nothing happens) and there is no write to wait for.
+   */
+  #writeAhead(block: Uint8Array): Promise<number> | undefined {
+    if (this.#state === "closed") return undefined;
     if (this.#writing || this.#queue.length > 0) {
       const copy = allocateBytes(block.length);
       copy.set(block);
-      return this.send(copy);
+      this.send(copy);
+      return undefined;
     }
     this.#writing = true;
-    this.#echoBlock = block;
-    this.#echoWrite = this.#conn.write(block);
+    return this.#conn.write(block);
   }
 
   #startWriter(): void {
