@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { allocateBytes, joinBytes, READ_BUFFER_SIZE, writeAll } from "./line_buffer.ts";
+import { joinBytes, READ_BUFFER_SIZE, unpinned, writeAll } from "./line_buffer.ts";
 import { errorText, formatAddress } from "./cli.ts";
 
 /** How long a closing connection may take to exchange FINs before it is closed anyway, in ms. */
@@ -30,6 +30,9 @@ const INITIAL_READ_BYTES = 256;
 // drains: backpressure, so an echo client that never reads cannot grow our
 // memory. (Bytes.)
 const PAUSE_READING_BYTES = 64 * 1024;
+// Queued entries that may be pieces of shared slabs (line_buffer.ts's
+// allocateBytes); those queued behind them are copies of their own.
+const MAX_SHARED_QUEUED = 4;
 // Queued lines are joined into writes of at most this many bytes.
 const MAX_WRITE_BYTES = 64 * 1024;
 
@@ -148,7 +151,10 @@ export class Connection {
       if (this.#state === "open") this.#handler.ended("slow consumer");
       return this.release();
     }
-    this.#queue.push(bytes);
+    // A queue this long belongs to a peer that is not keeping up: what joins
+    // it now may wait long, so it must not keep a shared slab alive (at most
+    // a few pieces of slabs, 64 KiB each, are held beyond maxQueueBytes).
+    this.#queue.push(this.#queue.length < MAX_SHARED_QUEUED ? bytes : unpinned(bytes));
     this.#queuedBytes += bytes.length;
     // Start the writer after the current read is handled, so all the lines
     // from one read go out in one write.
@@ -206,9 +212,8 @@ export class Connection {
   #writeAhead(block: Uint8Array): Promise<number> | undefined {
     if (this.#state === "closed") return undefined;
     if (this.#writing || this.#queue.length > 0) {
-      const copy = allocateBytes(block.length);
-      copy.set(block);
-      this.send(copy);
+      // A copy of its own: it may wait in the queue (see send()).
+      this.send(block.slice());
       return undefined;
     }
     this.#writing = true;

@@ -654,10 +654,23 @@ const SLAB_BYTES = 64 * 1024;
 const MAX_SLAB_PIECE_BYTES = 8 * 1024;
 let slab = new Uint8Array(0);
 let slabUsed = 0;
+/** Every slab's buffer, so {@linkcode unpinned} can tell a piece from a buffer of its own. */
+const slabs = new WeakSet<ArrayBufferLike>();
 
 function newSlab(): void {
   slab = new Uint8Array(SLAB_BYTES);
+  slabs.add(slab.buffer);
   slabUsed = 0;
+}
+
+/**
+ * `bytes` itself, or, if it is a piece of a shared slab ({@linkcode
+ * allocateBytes}), a copy of its own: for bytes that may be kept long (queued
+ * for a peer that does not read), since a piece keeps its whole 64 KiB slab
+ * alive however small it is.
+ */
+export function unpinned(bytes: Uint8Array): Uint8Array {
+  return slabs.has(bytes.buffer) ? bytes.slice() : bytes;
 }
 
 /**

@@ -785,7 +785,7 @@ export class Room {
         burst.lines.push(line);
         return;
       }
-      this.#flushBurst();
+      this.#flushBurst(); // and whatever its sending made the room announce
       this.#burst = { exceptId, lines: [line] };
       return;
     }
@@ -799,11 +799,13 @@ export class Room {
    * room's order is kept.
    */
   #flushBurst(): void {
-    const burst = this.#burst;
-    if (burst === undefined) return;
-    this.#burst = undefined;
-    const { lines, exceptId } = burst;
-    this.#deliverEach(lines, lines.length === 1 ? lines[0] : joinBytes(lines), exceptId);
+    // Sending may drop a slow consumer, whose leave is announced at once and,
+    // within hearAll, held as a burst of its own: sent too, after this one.
+    for (let burst = this.#burst; burst !== undefined; burst = this.#burst) {
+      this.#burst = undefined;
+      const { lines, exceptId } = burst;
+      this.#deliverEach(lines, lines.length === 1 ? lines[0] : joinBytes(lines), exceptId);
+    }
   }
 
   /** Delivers `lines` (whose bytes joined are `block`) to every member but `exceptId`. */

@@ -19,6 +19,7 @@ import {
   sanitize,
   splitMessage,
   toDisplayText,
+  unpinned,
   utf8CutPoint,
   wholeLinesEnd,
   writeAll,
@@ -1312,6 +1313,19 @@ Deno.test("encodeLine() and allocateBytes() hand out pieces of shared slabs that
     assert.ok(pieces[i].every((byte) => byte === i % 251), `piece ${i} was overwritten`);
   }
   assert.equal(allocateBytes(100_000).length, 100_000);
+});
+
+Deno.test("unpinned() copies a piece of a shared slab and leaves a buffer of its own as it is", () => {
+  for (const piece of [allocateBytes(10).fill(7), encodeLine("queued for a slow peer")]) {
+    const copy = unpinned(piece);
+    assert.notEqual(copy.buffer, piece.buffer);
+    assert.equal(copy.buffer.byteLength, piece.length, "the copy keeps no slab alive");
+    assert.deepEqual(copy, piece);
+  }
+  const own = new Uint8Array([1, 2, 3]);
+  assert.equal(unpinned(own), own);
+  const big = allocateBytes(100_000); // past a slab piece's size: a buffer of its own already
+  assert.equal(unpinned(big), big);
 });
 
 Deno.test("isValidUtf8() gives the same answers for long inputs, where it uses the native check", () => {

@@ -587,16 +587,21 @@ Deno.test("monotonicMilliseconds() follows performance.now() within a millisecon
 /** A TCP-like link: takes blocks of lines too, and records each delivery as it came. */
 class BlockLink extends FakeLink {
   deliveries: string[] = [];
+  /** Runs after each delivery (a line, or a block of `lines`). */
+  onDelivery?: (lines: number) => void;
 
   override deliver(line: Uint8Array): void {
     this.deliveries.push(decoder.decode(line));
     super.deliver(line);
+    this.onDelivery?.(1);
   }
 
   deliverBlock(block: Uint8Array): void {
     const text = decoder.decode(block);
     this.deliveries.push(text);
-    for (const line of text.slice(0, -1).split("\n")) super.deliver(encoder.encode(line + "\n"));
+    const lines = text.slice(0, -1).split("\n");
+    for (const line of lines) super.deliver(encoder.encode(line + "\n"));
+    this.onDelivery?.(lines.length);
   }
 }
 
@@ -622,10 +627,24 @@ Deno.test("Room.hearAll() sends every member what hear() line by line would, in 
       { length: 1 + random(4) },
       () => Array.from({ length: 1 + random(8) }, () => kinds[random(kinds.length)]()),
     );
+    // A fourth member is dropped as a slow consumer (as Client.ended does)
+    // by the delivery that brings it to n lines, or never.
+    const dropAt = random(3) === 0 ? Infinity : 1 + random(20);
     const streams = ["hear", "hearAll"].map((way) => {
       const room = new Room({ noun: "client", clock: () => 0, log: () => {} });
-      const links = [new BlockLink("127.0.0.1:1"), new FakeLink("127.0.0.1:2"), new BlockLink()];
+      const links = [
+        new BlockLink("127.0.0.1:1"),
+        new FakeLink("127.0.0.1:2"),
+        new BlockLink(),
+        new BlockLink("127.0.0.1:4"),
+      ];
       const members = links.map((link) => room.join(link)!);
+      let seen = 0;
+      const drop = links[3] as BlockLink;
+      drop.onDelivery = (lines) => {
+        seen += lines;
+        if (seen >= dropAt) room.leave(members[3], "slow consumer");
+      };
       room.hear(members[2], "/nick n1");
       for (const [i, read] of reads.entries()) {
         const sender = members[i % 2];
@@ -634,8 +653,19 @@ Deno.test("Room.hearAll() sends every member what hear() line by line would, in 
       }
       return links;
     });
-    for (const [i, link] of streams[0].entries()) {
-      assert.deepEqual(streams[1][i].lines, link.lines, `round ${round}, member ${i}: ${reads}`);
+    // A block is one delivery, so the slow member is dropped by the block
+    // that holds its n-th line, and its leave may come a few lines later than
+    // line by line; otherwise every member sees the same, the leave once.
+    const dropped = (line: string) => line.endsWith("left (slow consumer)");
+    for (const [i, link] of streams[0].slice(0, 3).entries()) {
+      const batched = streams[1][i].lines;
+      const at = `round ${round}, member ${i}: ${reads}`;
+      assert.deepEqual(
+        batched.filter((line) => !dropped(line)),
+        link.lines.filter((l) => !dropped(l)),
+        at,
+      );
+      assert.equal(batched.filter(dropped).length, link.lines.filter(dropped).length, at);
     }
     const batched = streams[1][2] as BlockLink;
     blocks += batched.deliveries.filter((text) => text.split("\n").length > 2).length;
@@ -662,4 +692,32 @@ Deno.test("Room.hearAll() gives a block-taking member one delivery for a read, o
   assert.deepEqual(tcp.deliveries.slice(1), ["<alice> four\n", "<alice> five\n"]);
   assert.equal(alice.link.take().at(-1), say.count(3, "client"));
   assert.ok(tcpMember.admitted);
+});
+
+Deno.test("Room.hearAll() keeps the leave of a member dropped while a read's lines go out, in its place", () => {
+  for (
+    const [lines, watcher, expected] of [
+      // The leave is announced while the sender's lines are held: it is sent, after them.
+      [["hi", "/quit"], "bob", [
+        "<alice> hi",
+        "* slow left (slow consumer)",
+        "* alice left (quit)",
+      ]],
+      // An answer to the sender alone waits for what the room announced before it.
+      [["hi", "/nick al2"], "alice", ["* slow left (slow consumer)", "* alice is now al2"]],
+    ] as const
+  ) {
+    for (const way of ["hear", "hearAll"] as const) {
+      const room = new Room({ noun: "client", clock: () => 0, log: () => {} });
+      const links = { alice: new BlockLink(), bob: new BlockLink(), slow: new BlockLink() };
+      const alice = room.join(links.alice, "alice")!;
+      room.join(links.bob, "bob");
+      const slow = room.join(links.slow, "slow")!;
+      for (const link of Object.values(links)) link.take();
+      links.slow.onDelivery = () => room.leave(slow, "slow consumer");
+      if (way === "hear") { for (const line of lines) room.hear(alice, line); }
+      else room.hearAll(alice, lines);
+      assert.deepEqual(links[watcher].take(), expected, `${way}: ${lines}`);
+    }
+  }
 });
