@@ -1217,7 +1217,7 @@ function ratioChart(scenarios: ScenarioResult[], idle: IdleRow[]): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
     `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="13">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="10" y="22" font-size="15" font-weight="bold">netchat vs its peer, same run ` +
+    `<text x="10" y="22" font-size="15" font-weight="bold">netchat vs its peer and the Deno floor, same run ` +
     `(ratio; black line = target)</text>`,
   ];
   // Grid and axis first, so the bars are drawn over them.
