@@ -20,7 +20,8 @@ import {
 import { UsageError } from "../cli.ts";
 import { say } from "../protocol.ts";
 import { NEEDS_SPAWN, runScript, TestServer, within } from "./util.ts";
-import { BoundClient, BoundPeer, withUdpServer } from "./bound_util.ts";
+import { BoundClient, withUdpServer } from "./bound_util.ts";
+import { TestPeer } from "./udp_util.ts";
 
 const range = (text: string) => parseAddressRange("--allow", text);
 
@@ -389,11 +390,11 @@ Deno.test("udp server answers a denied peer with ERR not allowed and keeps it ou
   await withUdpServer({
     access: { allow: [range("127.0.0.2"), range("127.0.0.3")], deny: [range("127.0.0.3")] },
   }, async (server, log) => {
-    using inside = new BoundPeer("127.0.0.2");
+    using inside = new TestPeer("127.0.0.2");
     await inside.send(server.addr, "/nick alice");
     assert.equal(await inside.next(), say.welcome("alice"));
     for (const host of ["127.0.0.3", "127.0.0.4"]) {
-      using denied = new BoundPeer(host);
+      using denied = new TestPeer(host);
       await denied.send(server.addr, "/nick mallory");
       assert.equal(await denied.next(), `ERR not allowed from ${host}`);
       await log.waitFor(`refused ${host}:${denied.addr.port}: not allowed from ${host}`);
@@ -414,10 +415,10 @@ Deno.test("udp server on a dual-stack socket matches IPv4-mapped peers against I
     access: { deny: [range("127.0.0.3")] },
   }, async (server) => {
     const to = { transport: "udp" as const, hostname: "127.0.0.1", port: server.addr.port };
-    using denied = new BoundPeer("127.0.0.3");
+    using denied = new TestPeer("127.0.0.3");
     await denied.send(to, "hello");
     assert.equal(await denied.next(), "ERR not allowed from 127.0.0.3");
-    using allowed = new BoundPeer("127.0.0.2");
+    using allowed = new TestPeer("127.0.0.2");
     await allowed.send(to, "hello");
     assert.equal(await allowed.next(), say.welcome("user1"));
     assert.equal(server.peerCount, 1);
@@ -426,7 +427,7 @@ Deno.test("udp server on a dual-stack socket matches IPv4-mapped peers against I
 
 Deno.test("udp server sends at most its budget of refusals a second: a forged source gets no flood", async () => {
   await withUdpServer({ access: { deny: [range("127.0.0.3")] } }, async (server, log) => {
-    using denied = new BoundPeer("127.0.0.3");
+    using denied = new TestPeer("127.0.0.3");
     const sent = 60;
     const started = performance.now();
     for (let i = 0; i < sent; i++) await denied.send(server.addr, "x");
@@ -457,10 +458,10 @@ Deno.test("udp server sends at most its budget of refusals a second: a forged so
 
 Deno.test("udp server answers strangers to a full room within the budget: server full is no flood", async () => {
   await withUdpServer({ maxPeers: 1 }, async (server, log) => {
-    using member = new BoundPeer("127.0.0.2");
+    using member = new TestPeer("127.0.0.2");
     await member.send(server.addr, "/nick member");
     assert.equal(await member.next(), say.welcome("member"));
-    using stranger = new BoundPeer("127.0.0.3");
+    using stranger = new TestPeer("127.0.0.3");
     const sent = 60;
     const started = performance.now();
     for (let i = 0; i < sent; i++) await stranger.send(server.addr, "x");
@@ -485,10 +486,10 @@ Deno.test("udp server answers strangers to a full room within the budget: server
 
 Deno.test("udp server turns away a third peer from one address at --max-per-address 2, any port", async () => {
   await withUdpServer({ access: { maxPerAddress: 2 } }, async (server, log) => {
-    using a = new BoundPeer("127.0.0.2");
-    using b = new BoundPeer("127.0.0.2");
-    using c = new BoundPeer("127.0.0.2");
-    using other = new BoundPeer("127.0.0.3");
+    using a = new TestPeer("127.0.0.2");
+    using b = new TestPeer("127.0.0.2");
+    using c = new TestPeer("127.0.0.2");
+    using other = new TestPeer("127.0.0.3");
     await a.send(server.addr, "/nick a");
     assert.equal(await a.next(), say.welcome("a"));
     await b.send(server.addr, "/nick b");
@@ -513,10 +514,10 @@ Deno.test("udp echo refuses a denied address and echoes for an allowed one", asy
   await withUdpServer(
     { mode: "echo", access: { allow: [range("127.0.0.2")] } },
     async (server) => {
-      using allowed = new BoundPeer("127.0.0.2");
+      using allowed = new TestPeer("127.0.0.2");
       await allowed.send(server.addr, "你好");
       assert.equal(await allowed.next(), "你好");
-      using denied = new BoundPeer("127.0.0.3");
+      using denied = new TestPeer("127.0.0.3");
       await denied.send(server.addr, "你好");
       assert.equal(await denied.next(), "ERR not allowed from 127.0.0.3");
     },
@@ -639,14 +640,14 @@ Deno.test({
         "ERR too many clients from 127.0.0.2 (max 1 per address)",
       ]);
 
-      using denied = new BoundPeer("127.0.0.5");
+      using denied = new TestPeer("127.0.0.5");
       const to = { transport: "udp" as const, hostname: "127.0.0.1", port: udpPort };
       await denied.send(to, "hello");
       assert.equal(await denied.next(), "ERR not allowed from 127.0.0.5");
       await udp.stdout.until((line) =>
         line === `refused 127.0.0.5:${denied.addr.port}: not allowed from 127.0.0.5`
       );
-      using allowed = new BoundPeer("127.0.0.2");
+      using allowed = new TestPeer("127.0.0.2");
       await allowed.send(to, "hello");
       assert.equal(await allowed.next(), say.welcome("user1"));
     } finally {

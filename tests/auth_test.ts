@@ -29,7 +29,8 @@ import {
   TestClient,
   TestServer,
 } from "./util.ts";
-import { BoundClient, BoundPeer, TempDir, withUdpServer } from "./bound_util.ts";
+import { BoundClient, TempDir, withUdpServer } from "./bound_util.ts";
+import { TestPeer } from "./udp_util.ts";
 
 /** The room's password in these tests: a space inside, Chinese, an emoji. */
 const SECRET = "s3cret 密码 🔑";
@@ -541,7 +542,7 @@ Deno.test("a client that never gives the password holds a slot and is dropped at
 
 Deno.test("udp server takes a newcomer in only on /pass PASSWORD as its first datagram", async () => {
   await withUdpServer({ password: new Password(SECRET) }, async (server, log) => {
-    using alice = new BoundPeer("127.0.0.2");
+    using alice = new TestPeer("127.0.0.2");
     for (const text of ["/nick alice", "hello", "/list"]) {
       await alice.send(server.addr, text);
       assert.equal(await alice.next(), say.passwordFirst, text);
@@ -556,7 +557,7 @@ Deno.test("udp server takes a newcomer in only on /pass PASSWORD as its first da
     assert.equal(await alice.next(), "* user1 is now alice");
 
     // A second peer: its refusals and its first attempts reach nobody in the room.
-    using bob = new BoundPeer("127.0.0.3");
+    using bob = new TestPeer("127.0.0.3");
     await bob.send(server.addr, "anyone there?");
     assert.equal(await bob.next(), say.passwordFirst);
     await bob.send(server.addr, `/pass ${SECRET}`);
@@ -568,10 +569,10 @@ Deno.test("udp server takes a newcomer in only on /pass PASSWORD as its first da
 
 Deno.test("udp server locks out an address after 3 wrong passwords from any ports and never logs one", async () => {
   await withUdpServer({ password: new Password(SECRET) }, async (server, log) => {
-    using alice = new BoundPeer("127.0.0.2");
+    using alice = new TestPeer("127.0.0.2");
     await alice.send(server.addr, `/pass ${SECRET}`);
     assert.equal(await alice.next(), say.welcome("user1"));
-    using guesser = new BoundPeer("127.0.0.3");
+    using guesser = new TestPeer("127.0.0.3");
     for (const guess of GUESSES) await guesser.send(server.addr, `/pass ${guess}`);
     assert.equal(await guesser.next(), "ERR wrong password (1 of 3 tries)");
     assert.equal(await guesser.next(), "ERR wrong password (2 of 3 tries)");
@@ -580,7 +581,7 @@ Deno.test("udp server locks out an address after 3 wrong passwords from any port
       "ERR wrong password (3 of 3 tries): address ignored for 60 s",
     );
     // From another port of the same address, even the right password is not checked now.
-    using again = new BoundPeer("127.0.0.3");
+    using again = new TestPeer("127.0.0.3");
     await again.send(server.addr, `/pass ${SECRET}`);
     assert.match(
       await again.next(),
@@ -592,7 +593,7 @@ Deno.test("udp server locks out an address after 3 wrong passwords from any port
     assert.equal(server.peerCount, 1);
     assert.deepEqual(await alice.received(), [], "the room heard nothing of it");
     // Another address is not locked.
-    using carol = new BoundPeer("127.0.0.4");
+    using carol = new TestPeer("127.0.0.4");
     await carol.send(server.addr, `/pass ${SECRET}`);
     assert.equal(await carol.next(), say.welcome("user2"));
     assertNoSecretIn(log.lines);

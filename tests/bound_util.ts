@@ -1,12 +1,12 @@
 /**
- * Test helpers for "who may join": TCP clients and UDP peers that send from
- * a chosen loopback address (127.0.0.2, 127.0.0.3...: every 127.0.0.0/8
- * address is this machine's on Linux), so one test can play several hosts;
- * and files made in a temporary folder for --password-file.
+ * Test helpers for "who may join": TCP clients that send from a chosen
+ * loopback address (127.0.0.2, 127.0.0.3...: every 127.0.0.0/8 address is
+ * this machine's on Linux; udp_util.ts's TestPeer does the same for UDP), so
+ * one test can play several hosts; and files made in a temporary folder for
+ * --password-file.
  *
  * `Deno.connect` cannot choose its local address, so the TCP client is
- * node:net's socket with `localAddress` (a real bind() before connect());
- * UDP peers bind with `Deno.listenDatagram`. The suite has no --allow-write,
+ * node:net's socket with `localAddress` (a real bind() before connect()). The suite has no --allow-write,
  * so files are written by `sh` (as install_test.ts does with mktemp).
  *
  * @module
@@ -17,8 +17,6 @@ import { LineReader, WatchedLog } from "./util.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-/** A test that waits longer than this for a datagram has failed (it never sleeps on it). */
-const RECEIVE_GUARD_MS = 5000;
 
 /** Bytes that arrive on a node:net socket, read the way `Deno.Conn` reads. */
 class SocketSource {
@@ -104,65 +102,6 @@ export class BoundClient {
 
   [Symbol.dispose](): void {
     this.socket.destroy();
-  }
-}
-
-/** A UDP socket bound to `host` (a loopback address), port 0, that plays a peer. */
-export class BoundPeer {
-  readonly socket: Deno.DatagramConn;
-  #buffer = new Uint8Array(65_535);
-
-  constructor(host = "127.0.0.1") {
-    this.socket = Deno.listenDatagram({ transport: "udp", hostname: host, port: 0 });
-  }
-
-  get addr(): Deno.NetAddr {
-    return this.socket.addr as Deno.NetAddr;
-  }
-
-  async send(to: Deno.NetAddr, text: string): Promise<void> {
-    await this.socket.send(encoder.encode(text), to);
-  }
-
-  /** The next datagram's text, one trailing "\n" removed; fails if none comes within 5 s. */
-  async next(): Promise<string> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const guard = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`no datagram within ${RECEIVE_GUARD_MS} ms`)),
-        RECEIVE_GUARD_MS,
-      );
-    });
-    try {
-      const [bytes] = await Promise.race([this.socket.receive(this.#buffer), guard]);
-      return decoder.decode(bytes).replace(/\n$/, "");
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /**
-   * Every datagram received so far, without waiting for more: a marker sent
-   * to itself goes behind whatever the kernel has queued for this socket
-   * (loopback delivers in order), so the read ends at it. The caller must
-   * know the server has sent all it will (from its log).
-   */
-  async received(): Promise<string[]> {
-    const marker = `marker ${crypto.randomUUID()}`;
-    await this.send(this.addr, marker);
-    const texts: string[] = [];
-    for (let text = await this.next(); text !== marker; text = await this.next()) {
-      texts.push(text);
-    }
-    return texts;
-  }
-
-  [Symbol.dispose](): void {
-    try {
-      this.socket.close();
-    } catch {
-      // Already closed.
-    }
   }
 }
 

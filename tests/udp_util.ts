@@ -1,5 +1,5 @@
 /**
- * Helpers for the UDP tests: a peer socket on 127.0.0.1 that sends and awaits
+ * Helpers for the UDP tests: a peer socket on loopback that sends and awaits
  * datagrams, and a lossy relay that drops every k-th datagram each way.
  *
  * @module
@@ -10,7 +10,7 @@ const decoder = new TextDecoder();
 /** A test that waits longer than this for a datagram has failed (it never sleeps on it). */
 const RECEIVE_GUARD_MS = 5000;
 
-/** A UDP socket on 127.0.0.1, port 0, for playing a peer or a server in tests. */
+/** A UDP socket on a loopback address (127.0.0.1, port 0, unless told), for playing a peer or a server in tests. */
 export class TestPeer {
   readonly socket: Deno.DatagramConn;
   #buffer = new Uint8Array(65_535);
@@ -50,6 +50,22 @@ export class TestPeer {
   async next(): Promise<string> {
     const [bytes] = await this.receiveFrom();
     return decoder.decode(bytes).replace(/\n$/, "");
+  }
+
+  /**
+   * Every datagram received so far, without waiting for more: a marker sent
+   * to itself goes behind whatever the kernel has queued for this socket
+   * (loopback delivers in order), so the read ends at it. The caller must
+   * know the server has sent all it will (from its log).
+   */
+  async received(): Promise<string[]> {
+    const marker = `marker ${crypto.randomUUID()}`;
+    await this.send(this.addr, marker);
+    const texts: string[] = [];
+    for (let text = await this.next(); text !== marker; text = await this.next()) {
+      texts.push(text);
+    }
+    return texts;
   }
 
   /** Receives until a datagram's text satisfies `match`; returns that text. */
